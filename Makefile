@@ -1,0 +1,40 @@
+# Set-up is two commands: `make quickstart` and `make test`. Both create .venv on first use.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The CPU build of PyTorch; an unpinned torch would pull a multi-GB CUDA wheel.
+TORCH ?= torch==2.13.0
+
+.PHONY: install install-dev quickstart test test-all bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+install-dev: $(VENV)/.installed-dev
+
+quickstart: install
+	$(BIN)/lmforge run recipes/quickstart.yaml
+
+test: install-dev
+	$(BIN)/python -m pytest
+
+test-all: install-dev
+	$(BIN)/python -m pytest -m "" 
+
+bench: install-dev
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) runs
