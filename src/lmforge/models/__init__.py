@@ -1,0 +1,1 @@
+"""Plain-PyTorch model families; HF layouts only at the boundary (hf.py)."""

@@ -1,0 +1,158 @@
+"""Shared Transformer layers: norms, rotary positions, attention, MLPs.
+
+Every family (GPT, BERT, encoder–decoder) builds on these, so an improvement here (say, a faster
+attention path) reaches all of them. Attention always goes through
+``F.scaled_dot_product_attention`` so PyTorch picks the best kernel for the hardware.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+
+
+def make_norm(kind: str, dim: int, eps: float = 1e-5, bias: bool = True) -> nn.Module:
+    if kind == "rmsnorm":
+        return RMSNorm(dim, eps)
+    if kind == "layernorm":
+        return nn.LayerNorm(dim, eps=eps, bias=bias)
+    raise ValueError(f"unknown norm '{kind}' (use layernorm or rmsnorm)")
+
+
+class Rotary(nn.Module):
+    """Rotary position embedding (RoPE), cos/sin cached up to ``max_len``; half-split layout (LLaMA)."""
+
+    def __init__(self, head_dim: int, max_len: int, base: float = 10000.0):
+        super().__init__()
+        inv = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        t = torch.arange(max_len, dtype=torch.float32)
+        freqs = torch.outer(t, inv)
+        emb = torch.cat([freqs, freqs], dim=-1)
+        self.register_buffer("cos", emb.cos(), persistent=False)
+        self.register_buffer("sin", emb.sin(), persistent=False)
+
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """x: (B, H, T, D)."""
+        T = x.shape[-2]
+        cos = self.cos[offset : offset + T].to(x.dtype)
+        sin = self.sin[offset : offset + T].to(x.dtype)
+        x1, x2 = x.chunk(2, dim=-1)
+        return x * cos + torch.cat([-x2, x1], dim=-1) * sin
+
+
+class KVCache:
+    """Per-layer key/value cache for incremental decoding."""
+
+    def __init__(self, n_layer: int):
+        self.k: list[torch.Tensor | None] = [None] * n_layer
+        self.v: list[torch.Tensor | None] = [None] * n_layer
+
+    @property
+    def length(self) -> int:
+        return 0 if self.k[0] is None else self.k[0].shape[-2]
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.k[layer] is not None:
+            k = torch.cat([self.k[layer], k], dim=-2)
+            v = torch.cat([self.v[layer], v], dim=-2)
+        self.k[layer], self.v[layer] = k, v
+        return k, v
+
+
+class Attention(nn.Module):
+    """Multi-head attention with optional grouped-query heads (n_kv_head < n_head), RoPE and KV cache.
+
+    Used as self-attention (``context=None``) or cross-attention (keys/values from ``context``).
+    """
+
+    def __init__(self, d_model: int, n_head: int, n_kv_head: int | None = None, bias: bool = True,
+                 dropout: float = 0.0, rotary: Rotary | None = None, cross: bool = False):
+        super().__init__()
+        n_kv_head = n_kv_head or n_head
+        if d_model % n_head or n_head % n_kv_head:
+            raise ValueError(f"d_model={d_model} must divide by n_head={n_head}, and n_head by n_kv_head={n_kv_head}")
+        self.n_head, self.n_kv_head, self.head_dim = n_head, n_kv_head, d_model // n_head
+        self.cross = cross
+        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.kv_proj = nn.Linear(d_model, 2 * n_kv_head * self.head_dim, bias=bias)
+        self.o_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.dropout = dropout
+        self.rotary = rotary
+
+    def forward(self, x: torch.Tensor, *, causal: bool = False, mask: torch.Tensor | None = None,
+                context: torch.Tensor | None = None, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        B, T, C = x.shape
+        q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        src = x if context is None else context
+        k, v = self.kv_proj(src).view(B, src.shape[1], 2, self.n_kv_head, self.head_dim).permute(2, 0, 3, 1, 4)
+        offset = cache.length if (cache is not None and not self.cross) else 0
+        if self.rotary is not None and not self.cross:
+            q, k = self.rotary(q, offset), self.rotary(k, offset)
+        if cache is not None:
+            if self.cross and cache.k[layer] is not None:
+                k, v = cache.k[layer], cache.v[layer]
+            elif self.cross:
+                cache.k[layer], cache.v[layer] = k, v
+            else:
+                k, v = cache.update(layer, k, v)
+        if self.n_kv_head != self.n_head:
+            rep = self.n_head // self.n_kv_head
+            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+        is_causal = causal and mask is None
+        if is_causal and offset > 0:
+            # decoding with a cache: new queries see every cached key plus the causal part of the new ones
+            S = k.shape[-2]
+            mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=S - T)
+            is_causal = False
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal and T > 1,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class MLP(nn.Module):
+    """GELU MLP (GPT-2/BERT) or SwiGLU (LLaMA)."""
+
+    def __init__(self, d_model: int, hidden: int, kind: str = "gelu", bias: bool = True, dropout: float = 0.0):
+        super().__init__()
+        self.kind = kind
+        if kind == "swiglu":
+            self.gate = nn.Linear(d_model, hidden, bias=bias)
+        elif kind != "gelu":
+            raise ValueError(f"unknown mlp '{kind}' (use gelu or swiglu)")
+        self.up = nn.Linear(d_model, hidden, bias=bias)
+        self.down = nn.Linear(hidden, d_model, bias=bias)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.silu(self.gate(x)) * self.up(x) if self.kind == "swiglu" else F.gelu(self.up(x), approximate="tanh")
+        return self.drop(self.down(h))
+
+
+def init_weights(module: nn.Module, std: float = 0.02) -> None:
+    """GPT-2 style init: N(0, 0.02) for linear/embedding weights, zeros for biases."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, mean=0.0, std=std)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, mean=0.0, std=std)
+
+
+def scale_residual_init(model: nn.Module, n_layer: int, std: float = 0.02) -> None:
+    """Scale output projections by 1/sqrt(2·n_layer) (GPT-2) so deep residual streams start stable."""
+    for name, p in model.named_parameters():
+        if name.endswith("o_proj.weight") or name.endswith("down.weight"):
+            nn.init.normal_(p, mean=0.0, std=std / math.sqrt(2 * n_layer))

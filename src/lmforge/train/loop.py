@@ -1,0 +1,276 @@
+"""The training loop, shared by every objective.
+
+An *objective* (objectives.py, tasks/) knows its data and its loss; the loop knows optimisation:
+schedule, accumulation, clipping, precision, evaluation, early stopping, logging and checkpoints.
+
+Two rules make results trustworthy:
+- the loss is normalised over the whole accumulation window (sum of per-token losses / number of
+  target tokens in the window), so ``grad_accum`` never changes the loss scale or the gradient;
+- batches are a pure function of (seed, step, micro-batch), and checkpoints carry optimizer and RNG
+  state, so a run killed at any point and started again ends with the same weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Protocol
+
+import torch
+import torch.nn as nn
+
+from ..runs import atomic_write_json
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_weights, unwrap
+from .config import TrainConfig
+from .optim import lr_at, make_optimizer, set_lr
+
+
+class Objective(Protocol):
+    """What the loop needs from a task."""
+
+    def train_batch(self, step: int, micro: int, n_micro: int) -> dict[str, torch.Tensor]: ...
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        """(sum of per-item losses, number of items) for one micro-batch."""
+        ...
+
+    def count(self, batch: dict[str, torch.Tensor]) -> int:
+        """Number of loss items in a batch, known before the forward pass."""
+        ...
+
+    def tokens(self, batch: dict[str, torch.Tensor]) -> int: ...
+
+    def eval_batches(self, limit: int) -> Iterable[dict[str, torch.Tensor]]: ...
+
+    def eval_metrics(self, model: nn.Module, loss_sum: float, count: int) -> dict[str, float]:
+        """Turn the summed eval loss into metrics (``val_loss`` at least; more if the task has them)."""
+        ...
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    tokens: int
+    elapsed_s: float
+    history: list[dict] = field(default_factory=list)
+    best_val_loss: float | None = None
+    stopped_early: bool = False
+
+
+def pick_device(name: str) -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def autocast_for(device: torch.device, precision: str):
+    """bf16/fp16 autocast where the hardware has it; fp32 on CPU by default (CPU bf16 is slow)."""
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "fp32":
+        return contextlib.nullcontext(), precision
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype), precision
+
+
+def flops_per_token(model: nn.Module) -> float | None:
+    """Training FLOPs per token, 6N + 12·L·T·d (PaLM appendix B); None for non-Transformer models."""
+    cfg = getattr(unwrap(model), "config", None)
+    if cfg is None or not hasattr(cfg, "n_layer"):
+        return None
+    n = sum(p.numel() for p in unwrap(model).parameters())
+    T = getattr(cfg, "block_size", 0)
+    return 6 * n + 12 * cfg.n_layer * T * cfg.d_model
+
+
+def _move(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+class Trainer:
+    def __init__(self, model: nn.Module, objective: Objective, cfg: TrainConfig, out_dir: Path,
+                 progress: bool = True, extra_files: Iterable[Path] = ()):
+        self.cfg, self.objective, self.out_dir = cfg, objective, Path(out_dir)
+        self.extra_files = list(extra_files)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.device = pick_device(cfg.device)
+        self.model = model.to(self.device)
+        unwrap(self.model).gradient_checkpointing = cfg.gradient_checkpointing
+        self.optimizer = make_optimizer(self.model, cfg)
+        self.autocast, self.precision = autocast_for(self.device, cfg.precision)
+        self.scaler = torch.amp.GradScaler(enabled=self.precision == "fp16")
+        self.forward_model = torch.compile(self.model) if cfg.compile else self.model
+        self.progress = progress
+        self.ckpt_root = self.out_dir / "checkpoints"
+        self.metrics_path = self.out_dir / "metrics.jsonl"
+        self.flops_per_token = flops_per_token(self.model)
+        self.tb = None
+        if cfg.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(self.out_dir / "tensorboard"))
+
+    # -- evaluation -------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        self.model.eval()
+        total, count = 0.0, 0
+        for batch in self.objective.eval_batches(self.cfg.eval_batches):
+            with self.autocast:
+                loss_sum, n = self.objective.loss(self.forward_model, _move(batch, self.device))
+            total += float(loss_sum)
+            count += n
+        self.model.train()
+        return self.objective.eval_metrics(self.model, total, count)
+
+    # -- state ------------------------------------------------------------------------------
+    def _resume(self) -> dict:
+        state = {"step": 0, "tokens": 0, "elapsed_s": 0.0, "best_val_loss": None, "bad_evals": 0,
+                 "history": []}
+        path = latest_checkpoint(self.ckpt_root)
+        if path is not None:
+            state.update(load_checkpoint(path, self.model, self.optimizer))
+        # metrics.jsonl may hold evaluations written after the checkpoint: keep only those before it
+        if self.metrics_path.exists():
+            lines = [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+            kept = [m for m in lines if m["step"] <= state["step"]] if path is not None else []
+            self.metrics_path.write_text("".join(json.dumps(m) + "\n" for m in kept))
+        return state
+
+    def _save(self, state: dict) -> None:
+        save_checkpoint(self.ckpt_root, self.model, self.optimizer, state, extra_files=self.extra_files)
+
+    def _log_eval(self, state: dict, metrics: dict) -> None:
+        row = {"step": state["step"], "tokens": state["tokens"], "elapsed_s": round(state["elapsed_s"], 3),
+               **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()}}
+        state["history"].append(row)
+        with open(self.metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.tb is not None:
+            for k, v in metrics.items():
+                if isinstance(v, (int, float)):
+                    self.tb.add_scalar(k, v, state["step"])
+
+    # -- training ---------------------------------------------------------------------------
+    def train(self) -> TrainResult:
+        cfg = self.cfg
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        state = self._resume()
+        n_micro = cfg.grad_accum
+        self.model.train()
+        from ..progress import progress_bar
+
+        stopped_early = False
+        with progress_bar(self.progress) as bar:
+            task = bar.add_task("train", total=cfg.max_steps, completed=state["step"], info="")
+            t_last, tok_last = time.perf_counter(), state["tokens"]
+            while state["step"] < cfg.max_steps:
+                step = state["step"]
+                t0 = time.perf_counter()
+                lr = lr_at(step, cfg)
+                set_lr(self.optimizer, lr)
+                batches = [self.objective.train_batch(step, i, n_micro) for i in range(n_micro)]
+                window = sum(self.objective.count(b) for b in batches)
+                window = self._all_reduce_count(window)
+                loss_total = 0.0
+                for i, batch in enumerate(batches):
+                    batch = _move(batch, self.device)
+                    with self._no_sync(i < n_micro - 1), self.autocast:
+                        loss_sum, _ = self.objective.loss(self.forward_model, batch)
+                        loss = loss_sum / window
+                    self.scaler.scale(loss).backward()
+                    loss_total += float(loss.detach())
+                    state["tokens"] += self.objective.tokens(batch) * self._world()
+                grad_norm = None
+                if cfg.grad_clip:
+                    self.scaler.unscale_(self.optimizer)
+                    grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip))
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
+                state["step"] = step + 1
+                state["elapsed_s"] += time.perf_counter() - t0
+                state["train_loss"] = loss_total * self._world()
+                if not math.isfinite(state["train_loss"]):
+                    raise FloatingPointError(f"loss became {state['train_loss']} at step {step}; lower the lr")
+
+                if state["step"] % cfg.log_every == 0 or state["step"] == cfg.max_steps:
+                    now = time.perf_counter()
+                    tps = (state["tokens"] - tok_last) / max(now - t_last, 1e-9)
+                    t_last, tok_last = now, state["tokens"]
+                    state["tokens_per_s"] = tps
+                    info = f"loss {state['train_loss']:.4f} lr {lr:.2e} {tps:,.0f} tok/s"
+                    if cfg.peak_tflops and self.flops_per_token:
+                        state["mfu"] = self.flops_per_token * tps / (cfg.peak_tflops * 1e12)
+                        info += f" mfu {state['mfu']:.1%}"
+                    bar.update(task, completed=state["step"], info=info)
+                else:
+                    bar.update(task, completed=state["step"])
+
+                if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.max_steps:
+                    t_eval = time.perf_counter()
+                    metrics = {"train_loss": state["train_loss"], "lr": lr, **self.evaluate()}
+                    if "tokens_per_s" in state:
+                        metrics["tokens_per_s"] = state["tokens_per_s"]
+                    if "mfu" in state:
+                        metrics["mfu"] = state["mfu"]
+                    if grad_norm is not None:
+                        metrics["grad_norm"] = grad_norm
+                    state["elapsed_s"] += time.perf_counter() - t_eval  # evaluation counts as wall time
+                    if self._is_main():
+                        self._log_eval(state, metrics)
+                    val = metrics.get("val_loss")
+                    if val is not None and (state["best_val_loss"] is None or val < state["best_val_loss"]):
+                        state["best_val_loss"], state["bad_evals"] = val, 0
+                    elif val is not None:
+                        state["bad_evals"] += 1
+                    if cfg.early_stopping_patience and state["bad_evals"] >= cfg.early_stopping_patience:
+                        stopped_early = True
+                if self._is_main() and (state["step"] % cfg.save_every == 0 or state["step"] == cfg.max_steps
+                                        or stopped_early):
+                    self._save(state)
+                if stopped_early:
+                    break
+        if self._is_main():
+            final = self.out_dir / "model"
+            from ..runs import atomic_dir
+            import shutil
+
+            with atomic_dir(final) as tmp:
+                save_weights(self.model, tmp)
+                for f in self.extra_files:
+                    shutil.copy2(f, tmp / Path(f).name)
+            atomic_write_json(self.out_dir / "train_summary.json", {
+                "steps": state["step"], "tokens": state["tokens"], "elapsed_s": state["elapsed_s"],
+                "best_val_loss": state["best_val_loss"], "stopped_early": stopped_early,
+                "precision": self.precision, "device": str(self.device)})
+        if self.tb is not None:
+            self.tb.close()
+        return TrainResult(state["step"], state["tokens"], state["elapsed_s"], state["history"],
+                           state["best_val_loss"], stopped_early)
+
+    # -- distributed hooks (single process: no-ops) -------------------------------------------
+    def _world(self) -> int:
+        return torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+
+    def _is_main(self) -> bool:
+        return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
+
+    def _all_reduce_count(self, n: int) -> int:
+        if not torch.distributed.is_initialized():
+            return n
+        t = torch.tensor([n], dtype=torch.long, device=self.device)
+        torch.distributed.all_reduce(t)
+        return int(t)
+
+    def _no_sync(self, skip: bool):
+        if skip and hasattr(self.forward_model, "no_sync"):
+            return self.forward_model.no_sync()
+        return contextlib.nullcontext()
