@@ -41,3 +41,47 @@ class TrainConfig(StrictModel):
         if self.batch_size % self.grad_accum:
             raise ValueError(f"batch_size={self.batch_size} must be divisible by grad_accum={self.grad_accum}")
         return self
+
+
+class ModelConfig(StrictModel):
+    """Decoder architecture (mirrors ``models.gpt.GPTConfig``); vocab_size comes from the tokenizer."""
+
+    family: Literal["gpt"] = "gpt"
+    block_size: int = Field(256, ge=8)
+    n_layer: int = Field(6, ge=1)
+    n_head: int = Field(6, ge=1)
+    n_kv_head: int | None = Field(None, ge=1)
+    d_model: int = Field(384, ge=8)
+    mlp_hidden: int | None = None
+    positions: Literal["learned", "rope"] = "learned"
+    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+    mlp: Literal["gelu", "swiglu"] = "gelu"
+    tie_embeddings: bool = True
+    bias: bool = True
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _heads(self):
+        if self.d_model % self.n_head:
+            raise ValueError(f"d_model={self.d_model} must be divisible by n_head={self.n_head}")
+        if self.n_kv_head and self.n_head % self.n_kv_head:
+            raise ValueError(f"n_head={self.n_head} must be divisible by n_kv_head={self.n_kv_head}")
+        return self
+
+
+class PretrainData(StrictModel):
+    """Plain text/jsonl files to pretrain on, instead of the data stage's output."""
+
+    train: list[str]
+    val: list[str] | None = None
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="tail of the train stream kept for validation when val is unset")
+
+
+class PretrainConfig(StrictModel):
+    objective: Literal["clm"] = "clm"
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    data: PretrainData | None = None
+
+    def input_paths(self) -> list[str]:
+        return [*self.data.train, *(self.data.val or [])] if self.data else []

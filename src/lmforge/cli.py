@@ -1,0 +1,191 @@
+"""The ``lmforge`` command. Each verb parses its arguments, loads the config and calls one stage
+function; no stage logic lives here."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from .errors import LmforgeError
+
+console = Console(stderr=True)
+app = typer.Typer(
+    name="lmforge",
+    help="From raw text to a working language model.\n\nExample: lmforge run recipes/quickstart.yaml pretrain.train.max_steps=50",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+OVERRIDES = typer.Argument(None, help="dotted key=value overrides, e.g. pretrain.train.max_steps=50")
+RUN_DIR = typer.Option(None, "--run-dir", help="run directory (default: <runs_root>/<recipe name>)")
+PRINT = typer.Option(False, "--print-config", help="print the resolved config and exit")
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="show full tracebacks for errors")) -> None:
+    """lmforge: data, tokenizers, pretraining, fine-tuning, evaluation and reports."""
+
+
+def _stage_verb(recipe: Path, overrides: list[str] | None, run_dir: Path | None, print_config: bool,
+                until: str | None, force: bool = False) -> None:
+    from .config import dump_config
+    from .recipe import load_recipe, run_recipe
+
+    cfg = load_recipe(recipe, overrides or [])
+    if print_config:
+        typer.echo(dump_config(cfg))
+        return
+    run = run_recipe(cfg, run_dir, until=until, force=force)
+    console.print(f"[green]done[/green]: {run.path}")
+
+
+@app.command("run")
+def run_cmd(recipe: Path = typer.Argument(..., help="YAML recipe"), overrides: Optional[List[str]] = OVERRIDES,
+            run_dir: Optional[Path] = RUN_DIR, print_config: bool = PRINT,
+            force: bool = typer.Option(False, "--force", help="rerun every stage, even unchanged ones")) -> None:
+    """Run a whole recipe; unchanged stages are reused.
+
+    Example: lmforge run recipes/quickstart.yaml pretrain.train.max_steps=50
+    """
+    _stage_verb(recipe, overrides, run_dir, print_config, None, force)
+    from .recipe import load_recipe
+
+    cfg = load_recipe(recipe, overrides or [])
+    if not print_config and cfg.generate is not None:
+        import json
+
+        samples = Path(run_dir or Path(cfg.runs_root) / cfg.name) / "generate" / "samples.jsonl"
+        if samples.exists():
+            console.print("[bold]Generated samples[/bold]")
+            for line in samples.read_text(encoding="utf-8").splitlines():
+                s = json.loads(line)
+                console.print(f"  [cyan]{s['prompt']}[/cyan]{s['completion']}", markup=True, highlight=False)
+
+
+@app.command()
+def pretrain(recipe: Path = typer.Argument(..., help="YAML recipe with a pretrain section"),
+             overrides: Optional[List[str]] = OVERRIDES, run_dir: Optional[Path] = RUN_DIR,
+             print_config: bool = PRINT) -> None:
+    """Pretrain a model from zero (runs the recipe's earlier stages first if needed).
+
+    Example: lmforge pretrain recipes/pretrain/shakespeare-char.yaml pretrain.train.max_steps=200
+    """
+    _stage_verb(recipe, overrides, run_dir, print_config, "pretrain")
+
+
+@app.command()
+def finetune(recipe: Path = typer.Argument(..., help="YAML recipe with a finetune section"),
+             overrides: Optional[List[str]] = OVERRIDES, run_dir: Optional[Path] = RUN_DIR,
+             print_config: bool = PRINT) -> None:
+    """Fine-tune the pretrained body for a task (and, if asked, the same from random init).
+
+    Example: lmforge finetune recipes/quickstart.yaml finetune.train.lr=1e-4
+    """
+    _stage_verb(recipe, overrides, run_dir, print_config, "finetune")
+
+
+@app.command()
+def evaluate(recipe: Path = typer.Argument(..., help="YAML recipe with an evaluate section"),
+             overrides: Optional[List[str]] = OVERRIDES, run_dir: Optional[Path] = RUN_DIR,
+             print_config: bool = PRINT) -> None:
+    """Evaluate fine-tuned models on the held-out test split (accuracy, macro-F1, confusion matrix, ROC-AUC).
+
+    Example: lmforge evaluate recipes/quickstart.yaml
+    """
+    _stage_verb(recipe, overrides, run_dir, print_config, "evaluate")
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="a run directory, e.g. runs/quickstart")) -> None:
+    """(Re)build RUN_DIR/report.html from the run's artifacts.
+
+    Example: lmforge report runs/quickstart
+    """
+    from .errors import InputError
+    from .eval.report import build_report
+
+    if not (run_dir / "manifest.json").exists():
+        raise InputError(f"{run_dir} is not a run directory (no manifest.json)", "pass e.g. runs/quickstart")
+    console.print(f"report: {build_report(run_dir)}")
+
+
+@app.command()
+def generate(model: Path = typer.Option(..., "--model", help="a decoder directory, e.g. runs/quickstart/pretrain/model"),
+             prompt: str = typer.Option(..., "--prompt", help="text to continue"),
+             max_new_tokens: int = typer.Option(64, help="tokens to generate"),
+             temperature: float = typer.Option(0.8, help="0 = greedy"),
+             top_k: Optional[int] = typer.Option(40, help="keep the k most likely tokens"),
+             top_p: Optional[float] = typer.Option(0.95, help="nucleus sampling mass"),
+             repetition_penalty: float = typer.Option(1.1, help="> 1 discourages repeats"),
+             stop: Optional[List[str]] = typer.Option(None, "--stop", help="stop at this string (repeatable)"),
+             seed: int = typer.Option(0, help="sampling seed")) -> None:
+    """Generate text from a trained decoder, streaming tokens as they come.
+
+    Example: lmforge generate --model runs/quickstart/pretrain/model --prompt "the movie is"
+    """
+    from .tasks.generation import GenerateConfig, generate_text, load_decoder
+
+    m, tok = load_decoder(model)
+    cfg = GenerateConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                         repetition_penalty=repetition_penalty, stop=stop or [], seed=seed)
+    sys.stdout.write(prompt)
+    for piece in generate_text(m, tok, prompt, cfg.sampling()):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+
+
+def _mount_subapps() -> None:
+    from .data.cli import app as data_app
+    from .tokenizer.cli import app as tokenizer_app
+
+    app.add_typer(data_app, name="data", help="Data pipeline: process, split, stats, crawl, leakage.")
+    app.add_typer(tokenizer_app, name="tokenizer", help="Train tokenizers, encode corpora to token shards, stats.")
+
+
+_mount_subapps()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors become one clear line (no traceback unless --debug)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        app(args=argv, prog_name="lmforge", standalone_mode=False)
+    except LmforgeError as err:
+        if debug:
+            raise
+        console.print(f"[bold red]error:[/bold red] {err.message}", highlight=False)
+        if err.hint:
+            console.print(f"  [yellow]hint:[/yellow] {err.hint}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/yellow]: rerun the same command to resume")
+        return 130
+    except SystemExit as e:  # --help etc.
+        return int(e.code or 0)
+    except Exception as err:  # click usage errors
+        import click
+
+        if isinstance(err, click.exceptions.ClickException):
+            err.show()
+            return err.exit_code
+        if isinstance(err, click.exceptions.Abort):
+            return 1
+        raise
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+
+
+def _console_main() -> None:
+    sys.exit(main())
