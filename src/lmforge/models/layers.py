@@ -123,21 +123,24 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    """GELU MLP (GPT-2/BERT) or SwiGLU (LLaMA)."""
+    """GELU MLP (``gelu``: tanh approximation, GPT-2; ``gelu_exact``: erf, BERT) or SwiGLU (LLaMA)."""
 
     def __init__(self, d_model: int, hidden: int, kind: str = "gelu", bias: bool = True, dropout: float = 0.0):
         super().__init__()
         self.kind = kind
         if kind == "swiglu":
             self.gate = nn.Linear(d_model, hidden, bias=bias)
-        elif kind != "gelu":
-            raise ValueError(f"unknown mlp '{kind}' (use gelu or swiglu)")
+        elif kind not in ("gelu", "gelu_exact"):
+            raise ValueError(f"unknown mlp '{kind}' (use gelu, gelu_exact or swiglu)")
         self.up = nn.Linear(d_model, hidden, bias=bias)
         self.down = nn.Linear(hidden, d_model, bias=bias)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.silu(self.gate(x)) * self.up(x) if self.kind == "swiglu" else F.gelu(self.up(x), approximate="tanh")
+        if self.kind == "swiglu":
+            h = F.silu(self.gate(x)) * self.up(x)
+        else:
+            h = F.gelu(self.up(x), approximate="tanh" if self.kind == "gelu" else "none")
         return self.drop(self.down(h))
 
 

@@ -1,0 +1,79 @@
+"""Save and load any model family: ``model.safetensors`` + ``config.json`` in one directory.
+
+``config.json`` carries ``model_type`` ("gpt", "bert", "seq2seq"), which picks the class from the
+dict below. Weights are safetensors only (nothing is ever unpickled). Tied weights are stored once
+and re-tied by the constructor on load. The directory is written to a temp dir and renamed into
+place, so a crash never leaves half a model.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import safetensors.torch
+import torch.nn as nn
+
+from ..errors import InputError
+from ..runs import atomic_dir, atomic_write_json
+from .bert import BERT, BertConfig
+from .gpt import GPT, GPTConfig
+from .seq2seq import Seq2Seq, Seq2SeqConfig
+
+MODEL_TYPES = {"gpt": (GPTConfig, GPT), "bert": (BertConfig, BERT), "seq2seq": (Seq2SeqConfig, Seq2Seq)}
+
+
+def config_from_dict(d: dict):
+    """The config dataclass named by ``d["model_type"]`` (default "gpt", for older checkpoints)."""
+    kind = d.get("model_type", "gpt")
+    if kind not in MODEL_TYPES:
+        raise InputError(f"unknown model_type '{kind}' in config.json",
+                         f"expected one of {sorted(MODEL_TYPES)}; for a Hugging Face model use `lmforge import-hf`")
+    return MODEL_TYPES[kind][0].from_dict(d)
+
+
+def build_model(cfg) -> nn.Module:
+    """A freshly initialised model for a config dataclass."""
+    for config_cls, model_cls in MODEL_TYPES.values():
+        if isinstance(cfg, config_cls):
+            return model_cls(cfg)
+    raise TypeError(f"not a model config: {type(cfg).__name__}")
+
+
+def save_model(model: nn.Module, directory: str | Path, extra_files: list[str | Path] = ()) -> Path:
+    """Write ``model.safetensors`` + ``config.json`` (and copies of ``extra_files``, e.g. tokenizer.json).
+
+    The whole directory is replaced atomically.
+    """
+    model = getattr(model, "_orig_mod", model)  # torch.compile wrapper
+    with atomic_dir(directory) as tmp:
+        safetensors.torch.save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        atomic_write_json(tmp / "config.json", model.config.to_dict())
+        for f in extra_files:
+            shutil.copy2(f, tmp / Path(f).name)
+    return Path(directory)
+
+
+def read_config(directory: str | Path):
+    path = Path(directory) / "config.json"
+    if not path.exists():
+        raise InputError(f"no config.json in {directory}", "point at a directory written by lmforge (save_model)")
+    try:
+        return config_from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError) as e:
+        raise InputError(f"{path} is not a valid model config: {e}") from e
+
+
+def load_model(directory: str | Path, device: str = "cpu") -> nn.Module:
+    """Rebuild the model from ``config.json`` and load ``model.safetensors`` (strictly)."""
+    cfg = read_config(directory)
+    weights = Path(directory) / "model.safetensors"
+    if not weights.exists():
+        raise InputError(f"no model.safetensors in {directory}", "point at a model or checkpoint directory")
+    model = build_model(cfg)
+    try:
+        safetensors.torch.load_model(model, str(weights), strict=True, device=device)
+    except RuntimeError as e:
+        raise InputError(f"{weights} does not match its config.json", str(e).splitlines()[0]) from e
+    return model.to(device)
