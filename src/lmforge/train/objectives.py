@@ -41,11 +41,12 @@ class CausalLM:
     def train_batch(self, step: int, micro: int, n_micro: int) -> dict[str, torch.Tensor]:
         rank, world = _rank_world()
         per_micro = self.batch_size // n_micro
-        # one generator per (step, global micro-batch): independent of how work is split across ranks
-        global_micro = rank * n_micro + micro
-        rng = np.random.default_rng([self.seed, step, global_micro])
-        starts = rng.integers(0, len(self.train) - self.block_size - 1, size=per_micro)
-        return self._windows(self.train, starts)
+        # the global batch (all ranks, all micro-batches) is drawn at once from (seed, step), then
+        # sliced: so the split across ranks and micro-batches never changes which windows are used
+        rng = np.random.default_rng([self.seed, step])
+        starts = rng.integers(0, len(self.train) - self.block_size - 1, size=self.batch_size * world)
+        first = (rank * n_micro + micro) * per_micro
+        return self._windows(self.train, starts[first : first + per_micro])
 
     def count(self, batch) -> int:
         return int((batch["labels"] != -100).sum())
