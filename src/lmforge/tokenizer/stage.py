@@ -55,6 +55,8 @@ def run(cfg: TokenizerConfig, train_files: list[Path], val_files: list[Path], ou
         "kind": tok.kind, "family": tok.family, "special_ids": tok.special_ids,
         "trained_on": [str(f) for f in fit_files], "trained_docs": tok.meta.get("trained_docs"),
         "train": train, "val": val, "measured_on": measured,
+        "bytes_per_token": held_out["bytes_per_token"],
+        "val_bytes_per_token": val["bytes_per_token"] if val["tokens"] else None,
         "unk_rate": quality["unk_rate"], "vocab_used": quality["vocab_used"],
         "vocab_coverage": quality["vocab_coverage"],
         "seconds": {"train_tokenizer": round(t1 - t0, 3), "encode": round(t2 - t1, 3)},
