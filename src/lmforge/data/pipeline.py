@@ -1,0 +1,362 @@
+"""The recommended pipeline: read -> normalise -> langid -> quality -> PII -> dedup -> (segment).
+
+Work is split into shards (groups of input files). Three phases, each resumable through markers
+under ``OUT/.work``:
+
+1. per shard, in parallel: read and run the per-document steps; write survivors, drops, errors and
+   dedup signatures; then a ``.done`` marker;
+2. global: exact and near-duplicate decisions from the signatures alone (no text in memory);
+3. per shard, in parallel: apply the decisions, run post-dedup steps, write ``kept/`` and
+   ``dropped/`` shards.
+
+A killed run restarted with the same command skips finished shards and ends with the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..runs import atomic_write_json, atomic_write_text, fingerprint
+from .config import DataStageConfig
+from .document import Document, ReadError
+from .readers import InputFile, expand_inputs, read_file
+from .steps import PII, LangId, MinHasher, Normalize, Precheck, Quality, Segment, exact_key
+from .steps.base import StepStats
+from .steps.dedup import exact_duplicates, near_clusters
+from .writers import ShardWriter, dumps, iter_jsonl, shard_suffix
+
+SHARD_BYTES = 32 << 20
+PRE_STEPS = ["precheck", "normalize", "langid", "quality", "pii"]
+
+
+@dataclass
+class Shard:
+    index: int
+    files: list[InputFile]
+
+
+def plan_shards(files: list[InputFile], shard_bytes: int = SHARD_BYTES) -> list[Shard]:
+    """Consecutive files packed into shards of about ``shard_bytes``; order is preserved."""
+    shards: list[Shard] = []
+    cur: list[InputFile] = []
+    size = 0
+    for f in files:
+        try:
+            n = Path(f.path).stat().st_size
+        except OSError:
+            n = 0
+        if cur and size + n > shard_bytes:
+            shards.append(Shard(len(shards), cur))
+            cur, size = [], 0
+        cur.append(f)
+        size += n
+    if cur:
+        shards.append(Shard(len(shards), cur))
+    return shards
+
+
+def build_steps(cfg: DataStageConfig) -> list:
+    steps: list = [Precheck()]
+    if cfg.normalize.enabled:
+        steps.append(Normalize(cfg.normalize))
+    if cfg.langid.enabled:
+        steps.append(LangId(cfg.langid, cfg.languages))
+    if cfg.quality.enabled:
+        steps.append(Quality(cfg.quality))
+    if cfg.pii.enabled:
+        steps.append(PII(cfg.pii))
+    return steps
+
+
+def _name(i: int) -> str:
+    return f"part-{i:05d}"
+
+
+# ---------------------------------------------------------------------------------------------
+# phase 1
+
+
+def phase1(shard: Shard, cfg: DataStageConfig, work: Path) -> None:
+    """Read a shard and run the per-document steps; everything written, then the marker."""
+    done = work / "p1" / f"{_name(shard.index)}.done"
+    if done.exists():
+        return
+    base = work / "p1" / _name(shard.index)
+    steps = build_steps(cfg)
+    hasher = MinHasher(cfg.dedup) if cfg.dedup.near else None
+    dedup_stats = StepStats("dedup")
+    counts = Counter()
+    keys: list[int] = []
+    sigs: list[np.ndarray] = []
+    bands: list[np.ndarray] = []
+    read_seconds = 0.0
+
+    kept_w = ShardWriter(f"{base}.kept.jsonl", "jsonl")
+    drop_w = ShardWriter(f"{base}.dropped.jsonl", "jsonl")
+    err_w = ShardWriter(f"{base}.errors.jsonl", "jsonl")
+
+    def sink(doc: Document, reason: str) -> None:
+        drop_w.write({**doc.to_dict(), "reason": reason})
+
+    def source():
+        nonlocal read_seconds
+        for f in shard.files:
+            it = read_file(f, cfg.read)
+            while True:
+                t = time.perf_counter()
+                item = next(it, None)
+                read_seconds += time.perf_counter() - t
+                if item is None:
+                    break
+                counts["records_in"] += 1
+                if isinstance(item, ReadError):
+                    counts["errors"] += 1
+                    err_w.write(item.to_dict())
+                else:
+                    yield item
+
+    try:
+        stream = source()
+        for step in steps:
+            stream = step(stream, sink)
+        for doc in stream:
+            t = time.perf_counter()
+            if cfg.dedup.exact or cfg.dedup.near:
+                keys.append(exact_key(doc.text))
+            if hasher is not None:
+                sig = hasher.signature(doc.text)
+                sigs.append(sig)
+                bands.append(hasher.band_hashes(sig))
+            dedup_stats.seconds += time.perf_counter() - t
+            kept_w.write(doc.to_dict())
+        for w in (kept_w, drop_w, err_w):
+            w.close()
+    except BaseException:
+        for w in (kept_w, drop_w, err_w):
+            w.abort()
+        raise
+    n = kept_w.count
+    np.savez(f"{base}.sig.tmp.npz", keys=np.array(keys, dtype=np.uint64),
+             sigs=np.array(sigs, dtype=np.uint32).reshape(n, -1) if sigs else np.zeros((n, 0), np.uint32),
+             bands=np.array(bands, dtype=np.uint64).reshape(n, -1) if bands else np.zeros((n, 0), np.uint64))
+    Path(f"{base}.sig.tmp.npz").replace(f"{base}.sig.npz")
+    stats = {s.name: s.stats.to_dict() for s in steps}
+    stats["read"] = {"in": counts["records_in"], "out": counts["records_in"] - counts["errors"],
+                     "dropped": {}, "errors": counts["errors"], "seconds": round(read_seconds, 4)}
+    atomic_write_json(f"{base}.stats.json", {"counts": dict(counts), "steps": stats,
+                                             "dedup_seconds": dedup_stats.seconds, "survivors": n})
+    atomic_write_text(done, "ok\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# phase 2
+
+
+def phase2(shards: list[Shard], cfg: DataStageConfig, work: Path) -> None:
+    """Global dedup decisions, one JSON per shard: {row: [reason, id of the copy kept]}."""
+    done = work / "p2.done"
+    if done.exists():
+        return
+    t = time.perf_counter()
+    keys, sigs, bands, owner = [], [], [], []
+    for s in shards:
+        z = np.load(work / "p1" / f"{_name(s.index)}.sig.npz")
+        keys.append(z["keys"])
+        sigs.append(z["sigs"])
+        bands.append(z["bands"])
+        owner.append(np.full(len(z["keys"]), s.index, dtype=np.int64))
+    all_keys = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
+    n = len(all_keys)
+    offsets = np.cumsum([0] + [len(k) for k in keys])
+    reason = np.zeros(n, dtype=np.int8)  # 0 keep, 1 exact, 2 near
+    dup_of = np.arange(n, dtype=np.int64)
+    if cfg.dedup.exact and n:
+        first = exact_duplicates(all_keys)
+        is_dup = first != np.arange(n)
+        reason[is_dup] = 1
+        dup_of[is_dup] = first[is_dup]
+    cluster_sizes: Counter = Counter()
+    if cfg.dedup.near and n:
+        all_sigs, all_bands = np.concatenate(sigs), np.concatenate(bands)
+        cand = np.flatnonzero(reason == 0)
+        uf = near_clusters(all_sigs, all_bands, cand, cfg.dedup.threshold)
+        members: dict[int, int] = Counter()
+        for x in list(uf.parent):
+            root = uf.find(x)
+            members[root] += 1
+            if root != x:
+                reason[x] = 2
+                dup_of[x] = root
+        cluster_sizes.update(members.values())
+    if cfg.dedup.exact and n:  # exact copies join the cluster of the document they copy
+        exact_sizes = Counter(dup_of[reason == 1].tolist())
+        for _, c in exact_sizes.items():
+            cluster_sizes[c + 1] += 1
+    ids = _load_ids(shards, work)
+    for s in shards:
+        lo, hi = offsets[s.index], offsets[s.index + 1]
+        dec = {}
+        for row in np.flatnonzero(reason[lo:hi]):
+            g = lo + row
+            target = dup_of[g]
+            while reason[target] != 0:  # follow to the copy that is kept
+                target = dup_of[target]
+            dec[str(int(row))] = ["dedup:exact" if reason[g] == 1 else "dedup:near", ids[int(target)]]
+        atomic_write_json(work / "p2" / f"{_name(s.index)}.json", dec)
+    atomic_write_json(work / "p2" / "summary.json", {
+        "seconds": time.perf_counter() - t, "exact": int((reason == 1).sum()), "near": int((reason == 2).sum()),
+        "cluster_sizes": {str(k): v for k, v in sorted(cluster_sizes.items())}})
+    atomic_write_text(done, "ok\n")
+
+
+def _load_ids(shards: list[Shard], work: Path) -> list[str]:
+    ids: list[str] = []
+    for s in shards:
+        ids.extend(r["id"] for r in iter_jsonl(work / "p1" / f"{_name(s.index)}.kept.jsonl"))
+    return ids
+
+
+# ---------------------------------------------------------------------------------------------
+# phase 3
+
+
+def phase3(shard: Shard, cfg: DataStageConfig, work: Path, out: Path) -> None:
+    done = work / "p3" / f"{_name(shard.index)}.done"
+    if done.exists():
+        return
+    suffix = shard_suffix(cfg.output.format)
+    decisions = json.loads((work / "p2" / f"{_name(shard.index)}.json").read_text(encoding="utf-8"))
+    post = [Segment(cfg.segment)] if cfg.segment.enabled else []
+    base = work / "p1" / _name(shard.index)
+    with ShardWriter(out / "kept" / f"{_name(shard.index)}{suffix}", cfg.output.format) as kept_w, \
+            ShardWriter(out / "dropped" / f"{_name(shard.index)}{suffix}", cfg.output.format) as drop_w:
+        for rec in iter_jsonl(f"{base}.dropped.jsonl"):
+            drop_w.write(rec)
+
+        def survivors():
+            for row, rec in enumerate(iter_jsonl(f"{base}.kept.jsonl")):
+                dec = decisions.get(str(row))
+                if dec:
+                    drop_w.write({**rec, "meta": {**rec["meta"], "dup_of": dec[1]}, "reason": dec[0]})
+                else:
+                    yield Document.from_dict(rec)
+
+        stream = survivors()
+        for step in post:
+            stream = step(stream, lambda d, r: drop_w.write({**d.to_dict(), "reason": r}))
+        for doc in stream:
+            kept_w.write(doc.to_dict())
+    atomic_write_json(f"{base}.post.json", {s.name: s.stats.to_dict() for s in post})
+    atomic_write_text(done, "ok\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# driver
+
+
+def _run_fingerprint(cfg: DataStageConfig, files: list[InputFile]) -> str:
+    conf = cfg.model_dump(mode="json", exclude={"split", "executor", "workers", "ray_address", "progress"})
+    sizes = []
+    for f in files:
+        st = Path(f.path).stat()
+        sizes.append([f.path, f.rel, st.st_size, st.st_mtime_ns])
+    return fingerprint({"config": conf, "files": sizes})
+
+
+def process(cfg: DataStageConfig, out: str | Path) -> dict[str, Any]:
+    """Run the pipeline over ``cfg.inputs`` into ``out``; returns the stats written to stats.json."""
+    from .executors import run_tasks
+
+    out = Path(out)
+    t0 = time.perf_counter()
+    if not cfg.inputs:
+        raise InputError("no inputs given", "pass INPUT paths, or set data.inputs in the recipe")
+    files = expand_inputs(cfg.inputs)
+    if not files:
+        raise InputError(f"no input files found under {', '.join(cfg.inputs)}", "check the paths")
+    shards = plan_shards(files)
+    work = out / ".work"
+    fp = _run_fingerprint(cfg, files)
+    stamp = work / "fingerprint"
+    if not stamp.exists() or stamp.read_text().strip() != fp:
+        for sub in (work, out / "kept", out / "dropped"):  # a different run: start clean
+            shutil.rmtree(sub, ignore_errors=True)
+        for name in ("errors.jsonl", "stats.json"):
+            (out / name).unlink(missing_ok=True)
+        (work / "p1").mkdir(parents=True, exist_ok=True)
+        atomic_write_text(stamp, fp + "\n")
+    for sub in ("p1", "p2", "p3"):
+        (work / sub).mkdir(parents=True, exist_ok=True)
+    if (work / "complete").exists() and (out / "stats.json").exists():
+        return json.loads((out / "stats.json").read_text(encoding="utf-8"))
+
+    run_tasks(phase1, [(s, cfg, work) for s in shards], cfg, "read + filter")
+    phase2(shards, cfg, work)
+    run_tasks(phase3, [(s, cfg, work, out) for s in shards], cfg, "dedup + write")
+    stats = _collect(shards, cfg, work, out, time.perf_counter() - t0)
+    atomic_write_json(out / "stats.json", stats)
+    atomic_write_text(work / "complete", "ok\n")
+    for s in shards:  # intermediates are no longer needed; markers stay so a rerun is a no-op
+        for ext in (".kept.jsonl", ".dropped.jsonl", ".errors.jsonl", ".sig.npz"):
+            (work / "p1" / f"{_name(s.index)}{ext}").unlink(missing_ok=True)
+    return stats
+
+
+def _collect(shards: list[Shard], cfg: DataStageConfig, work: Path, out: Path, seconds: float) -> dict:
+    steps: dict[str, StepStats] = {}
+    counts: Counter = Counter()
+    dedup_seconds = 0.0
+    errors_tmp = out / ".errors.jsonl.tmp"
+    with open(errors_tmp, "w", encoding="utf-8") as ef:
+        for s in shards:
+            st = json.loads((work / "p1" / f"{_name(s.index)}.stats.json").read_text(encoding="utf-8"))
+            counts.update(st["counts"])
+            dedup_seconds += st["dedup_seconds"]
+            for name in ["read", *PRE_STEPS]:
+                if name in st["steps"]:
+                    steps.setdefault(name, StepStats(name)).merge(st["steps"][name])
+            for rec in iter_jsonl(work / "p1" / f"{_name(s.index)}.errors.jsonl"):
+                ef.write(dumps(rec) + "\n")
+            post = json.loads((work / "p1" / f"{_name(s.index)}.post.json").read_text(encoding="utf-8"))
+            for name, d in post.items():
+                steps.setdefault(name, StepStats(name)).merge(d)
+    errors_tmp.replace(out / "errors.jsonl")
+    summary = json.loads((work / "p2" / "summary.json").read_text(encoding="utf-8"))
+    survivors = sum(steps[n].docs_out for n in PRE_STEPS[-1:] if n in steps) if cfg.pii.enabled else None
+    last = next(steps[n] for n in reversed(PRE_STEPS) if n in steps)
+    dd = StepStats("dedup")
+    dd.docs_in = last.docs_out
+    dd.docs_out = last.docs_out - summary["exact"] - summary["near"]
+    dd.seconds = dedup_seconds + summary["seconds"]
+    if summary["exact"]:
+        dd.dropped["dedup:exact"] = summary["exact"]
+    if summary["near"]:
+        dd.dropped["dedup:near"] = summary["near"]
+    ordered = {n: steps[n].to_dict() for n in ["read", *PRE_STEPS] if n in steps}
+    ordered["dedup"] = {**dd.to_dict(), "cluster_sizes": summary["cluster_sizes"]}
+    for n in steps:
+        if n not in ordered:
+            ordered[n] = steps[n].to_dict()
+    drops: Counter = Counter()
+    for d in ordered.values():
+        drops.update(d.get("dropped", {}))
+    kept = ordered[list(ordered)[-1]]["out"]
+    del survivors
+    langs = Counter()
+    if "langid" in steps:
+        langs = Counter({k.split(":", 1)[1]: v for k, v in steps["langid"].counters.items()})
+    return {
+        "records_in": counts["records_in"], "kept": kept, "dropped": sum(drops.values()),
+        "errors": counts["errors"], "drop_reasons": dict(sorted(drops.items(), key=lambda kv: -kv[1])),
+        "languages": dict(langs.most_common()), "steps": ordered, "shards": len(shards),
+        "seconds": round(seconds, 3), "executor": cfg.executor,
+    }

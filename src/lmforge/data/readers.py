@@ -1,0 +1,363 @@
+"""Readers: every supported input format as a stream of Documents and ReadErrors.
+
+A reader never raises on bad input: a malformed line, undecodable bytes or broken CSV quoting
+becomes a ReadError (path, line, error) and reading goes on with the next line or file.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..errors import InputError
+from .config import ReadConfig
+from .document import Document, ReadError
+from .io import DecodeError, open_binary, open_text, strip_compression
+
+Item = Document | ReadError
+
+EXTENSIONS = {
+    ".txt": "txt", ".text": "txt", ".md": "txt", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+    ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".html": "html", ".htm": "html",
+    ".warc": "warc", ".arc": "warc", ".conll": "conll", ".conllu": "conll", ".bio": "conll", ".iob": "conll",
+}
+TEXT_COLUMNS = ("text", "sentence", "review", "content", "body", "article", "document")
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
+
+@dataclass(frozen=True)
+class InputFile:
+    path: str  # as given or found
+    rel: str  # relative to the INPUT argument it came from: the id of a whole-file document
+
+
+def expand_inputs(inputs: list[str]) -> list[InputFile]:
+    """Files under ``inputs`` (files, directories walked in sorted order, globs), hidden files skipped."""
+    out: list[InputFile] = []
+    for item in inputs:
+        if any(c in item for c in "*?["):
+            matches = sorted(glob.glob(item, recursive=True))
+            if not matches:
+                raise InputError(f"no files match {item}", "check the glob pattern")
+            base = _glob_base(item)
+            for m in matches:
+                if os.path.isfile(m):
+                    out.append(InputFile(m, os.path.relpath(m, base)))
+            continue
+        p = Path(item)
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                rel = f.relative_to(p)
+                if f.is_file() and not any(part.startswith(".") for part in rel.parts):
+                    out.append(InputFile(str(f), rel.as_posix()))
+        elif p.is_file():
+            out.append(InputFile(str(p), p.name))
+        else:
+            raise InputError(f"input not found: {item}", "pass files, directories or glob patterns")
+    return out
+
+
+def _glob_base(pattern: str) -> str:
+    parts = Path(pattern).parts
+    base = []
+    for part in parts:
+        if any(c in part for c in "*?["):
+            break
+        base.append(part)
+    return str(Path(*base)) if base else "."
+
+
+def detect_format(path: str, cfg: ReadConfig) -> str:
+    if cfg.format != "auto":
+        return cfg.format
+    name = strip_compression(Path(path).name.lower())
+    if name.endswith(".warc") or ".warc" in Path(path).name.lower():
+        return "warc"
+    return EXTENSIONS.get(Path(name).suffix, "txt")
+
+
+def read_file(f: InputFile, cfg: ReadConfig) -> Iterator[Item]:
+    """All records of one input file, in order."""
+    fmt = detect_format(f.path, cfg)
+    reader = READERS[fmt]
+    try:
+        yield from reader(f, cfg)
+    except DecodeError as e:
+        yield ReadError(f.path, None, str(e))
+    except (OSError, EOFError, ValueError) as e:  # corrupt archives, truncated gzip, bad parquet
+        yield ReadError(f.path, None, f"{type(e).__name__}: {e}")
+
+
+def _too_long(f: InputFile, line: int | None, text: str, cfg: ReadConfig) -> ReadError | None:
+    if len(text) > cfg.max_chars:
+        return ReadError(f.path, line, f"record of {len(text):,} chars exceeds read.max_chars={cfg.max_chars:,}")
+    return None
+
+
+def _doc(f: InputFile, id_: str, text: str, line: int | None, cfg: ReadConfig, **meta: Any) -> Item:
+    err = _too_long(f, line, text, cfg)
+    if err:
+        return err
+    meta = {"source": f.rel, **meta}
+    if line is not None:
+        meta["line"] = line
+    return Document(id_, text, meta)
+
+
+def read_txt(f: InputFile, cfg: ReadConfig) -> Iterator[Item]:
+    stream, _ = open_text(f.path)
+    lineno = 0
+    try:
+        with stream:
+            if cfg.unit == "file":
+                text = stream.read(cfg.max_chars + 1)
+                yield _doc(f, f.rel, text, None, cfg)
+                return
+            buf: list[str] = []
+            start = 0
+            for lineno, line in enumerate(stream, 1):
+                line = line.rstrip("\n")
+                if cfg.unit == "line":
+                    if line.strip():
+                        yield _doc(f, f"{f.rel}:{lineno}", line, lineno, cfg)
+                    continue
+                if line.strip():
+                    if not buf:
+                        start = lineno
+                    buf.append(line)
+                elif buf:
+                    yield _doc(f, f"{f.rel}:{start}", "\n".join(buf), start, cfg)
+                    buf = []
+            if buf:
+                yield _doc(f, f"{f.rel}:{start}", "\n".join(buf), start, cfg)
+    except UnicodeDecodeError as e:
+        yield ReadError(f.path, lineno + 1, f"undecodable bytes: {e.reason}; rest of file skipped")
+
+
+def _record_fields(rec: dict, cfg: ReadConfig) -> tuple[Any, Any, dict]:
+    text = rec.get(cfg.text_field)
+    rid = rec.get(cfg.id_field)
+    meta = rec.get("meta") if isinstance(rec.get("meta"), dict) else {}
+    extra = {k: v for k, v in rec.items() if k not in (cfg.text_field, cfg.id_field, "meta")}
+    return text, rid, {**extra, **meta}
+
+
+def read_jsonl(f: InputFile, cfg: ReadConfig) -> Iterator[Item]:
+    stream, _ = open_text(f.path)
+    lineno = 0
+    try:
+        with stream:
+            first = stream.read(1)
+            while first and first.isspace():
+                first = stream.read(1)
+            if first == "[":  # a JSON array file
+                try:
+                    records = json.loads("[" + stream.read())
+                except json.JSONDecodeError as e:
+                    yield ReadError(f.path, e.lineno, f"invalid JSON array: {e.msg}")
+                    return
+                for i, rec in enumerate(records, 1):
+                    yield _json_record(f, rec, i, cfg)
+                return
+            for lineno, line in enumerate(stream, 1):
+                if lineno == 1:
+                    line = first + line
+                if not line.strip():
+                    continue
+                if len(line) > cfg.max_chars * 2:
+                    yield ReadError(f.path, lineno, f"line of {len(line):,} chars exceeds read.max_chars")
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as e:
+                    yield ReadError(f.path, lineno, f"malformed JSON: {e.msg} at column {e.colno}")
+                    continue
+                yield _json_record(f, rec, lineno, cfg)
+    except UnicodeDecodeError as e:
+        yield ReadError(f.path, lineno + 1, f"undecodable bytes: {e.reason}; rest of file skipped")
+
+
+def _json_record(f: InputFile, rec: Any, lineno: int, cfg: ReadConfig) -> Item:
+    if not isinstance(rec, dict):
+        return ReadError(f.path, lineno, f"expected a JSON object, got {type(rec).__name__}")
+    text, rid, meta = _record_fields(rec, cfg)
+    if not isinstance(text, str):
+        return ReadError(f.path, lineno, f"no string field '{cfg.text_field}' (set read.text_field)")
+    return _doc(f, str(rid) if rid is not None else f"{f.rel}:{lineno}", text, lineno, cfg, **meta)
+
+
+def read_csv(f: InputFile, cfg: ReadConfig, delimiter: str = ",") -> Iterator[Item]:
+    stream, _ = open_text(f.path)
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    with stream:
+        reader = csv.reader(stream, delimiter=delimiter, quoting=quoting, strict=True)
+        try:
+            header = next(reader)
+        except StopIteration:
+            yield ReadError(f.path, None, "empty file")
+            return
+        except (csv.Error, UnicodeDecodeError) as e:
+            yield ReadError(f.path, 1, f"bad CSV header: {e}")
+            return
+        header = [h.strip().lstrip("\ufeff") for h in header]
+        col = _text_column(header, cfg)
+        if col is None:
+            yield ReadError(f.path, 1, f"no text column among {header} (set read.text_field)")
+            return
+        idc = header.index(cfg.id_field) if cfg.id_field in header else None
+        while True:
+            lineno = reader.line_num + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                yield ReadError(f.path, lineno, f"broken CSV quoting: {e}; rest of file skipped")
+                return
+            except UnicodeDecodeError as e:
+                yield ReadError(f.path, lineno, f"undecodable bytes: {e.reason}; rest of file skipped")
+                return
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) != len(header):
+                yield ReadError(f.path, lineno, f"expected {len(header)} fields, got {len(row)}")
+                continue
+            meta = {h: v for i, (h, v) in enumerate(zip(header, row)) if i not in (col, idc)}
+            rid = row[idc] if idc is not None else f"{f.rel}:{lineno}"
+            yield _doc(f, rid, row[col], lineno, cfg, **meta)
+
+
+def _text_column(header: list[str], cfg: ReadConfig) -> int | None:
+    low = [h.lower() for h in header]
+    for name in (cfg.text_field, *TEXT_COLUMNS):
+        if name.lower() in low:
+            return low.index(name.lower())
+    return None
+
+
+def read_tsv(f: InputFile, cfg: ReadConfig) -> Iterator[Item]:
+    return read_csv(f, cfg, delimiter="\t")
+
+
+def read_parquet(f: InputFile, cfg: ReadConfig) -> Iterator[Item]:
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(f.path)
+    if cfg.text_field not in pf.schema_arrow.names:
+        yield ReadError(f.path, None, f"no column '{cfg.text_field}' in {pf.schema_arrow.names}")
+        return
+    row = 0
+    for batch in pf.iter_batches(batch_size=1024):
+        for rec in batch.to_pylist():
+            row += 1
+            yield _json_record(f, rec, row, cfg)
+
+
+def extract_html(html: str, min_chars: int = 20) -> str:
+    """Main text of a page: navigation, scripts, cookie banners and footers removed (trafilatura)."""
+    import trafilatura
+    from trafilatura.settings import use_config
+
+    conf = use_config()
+    conf.set("DEFAULT", "MIN_EXTRACTED_SIZE", str(min_chars))
+    conf.set("DEFAULT", "MIN_OUTPUT_SIZE", str(min_chars))
+    conf.set("DEFAULT", "EXTRACTION_TIMEOUT", "0")
+    text = trafilatura.extract(html, config=conf, include_comments=False, include_tables=True,
+                               favor_precision=True, deduplicate=False)
+    return text or ""
+
+
+def read_html(f: InputFile, cfg: ReadConfig) -> Iterator[Item]:
+    stream, _ = open_text(f.path)
+    with stream:
+        try:
+            html = stream.read()
+        except UnicodeDecodeError as e:
+            yield ReadError(f.path, None, f"undecodable bytes: {e.reason}")
+            return
+    text = extract_html(html, cfg.html_min_chars)
+    yield _doc(f, f.rel, text, None, cfg, format="html")
+
+
+def read_warc(f: InputFile, cfg: ReadConfig) -> Iterator[Item]:
+    from warcio.archiveiterator import ArchiveIterator
+    from warcio.exceptions import ArchiveLoadFailed
+
+    n = 0
+    with open(f.path, "rb") as raw:
+        try:
+            for rec in ArchiveIterator(raw):
+                if rec.rec_type != "response":
+                    continue
+                n += 1
+                url = rec.rec_headers.get_header("WARC-Target-URI") or f"{f.rel}:{n}"
+                ctype = (rec.http_headers.get_header("Content-Type") if rec.http_headers else "") or ""
+                body = rec.content_stream().read()
+                if "html" not in ctype and not ctype.startswith("text/"):
+                    yield Document(url, "", {"source": f.rel, "url": url, "_drop": f"content_type:{ctype or 'none'}"})
+                    continue
+                try:
+                    from .io import detect_encoding
+
+                    text = body.decode(detect_encoding(body, complete=True)) if body else ""
+                except (DecodeError, UnicodeDecodeError, LookupError) as e:
+                    yield ReadError(f.path, n, f"{url}: {e}")
+                    continue
+                if "html" in ctype:
+                    text = extract_html(text, cfg.html_min_chars)
+                yield _doc(f, url, text, None, cfg, url=url, format="warc")
+        except ArchiveLoadFailed as e:
+            yield ReadError(f.path, n + 1, f"not a WARC file or corrupt record: {e}")
+
+
+_CJK = re.compile(r"^[\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]$")
+
+
+def read_conll(f: InputFile, cfg: ReadConfig) -> Iterator[Item]:
+    """Column files: first column tokens, last column tags; blank lines separate sentences."""
+    stream, _ = open_text(f.path)
+    tokens: list[str] = []
+    tags: list[str] = []
+    start = 0
+    lineno = 0
+
+    def flush() -> Item:
+        sep = "" if all(_CJK.match(t) for t in tokens) else " "
+        return _doc(f, f"{f.rel}:{start}", sep.join(tokens), start, cfg, tokens=list(tokens), tags=list(tags))
+
+    try:
+        with stream:
+            for lineno, line in enumerate(stream, 1):
+                cols = line.split()
+                if not cols or cols[0] == "-DOCSTART-":
+                    if tokens:
+                        yield flush()
+                        tokens, tags = [], []
+                    continue
+                if not tokens:
+                    start = lineno
+                tokens.append(cols[0])
+                tags.append(cols[-1] if len(cols) > 1 else "")
+            if tokens:
+                yield flush()
+    except UnicodeDecodeError as e:
+        yield ReadError(f.path, lineno + 1, f"undecodable bytes: {e.reason}; rest of file skipped")
+
+
+READERS = {"txt": read_txt, "jsonl": read_jsonl, "csv": read_csv, "tsv": read_tsv, "parquet": read_parquet,
+           "html": read_html, "warc": read_warc, "conll": read_conll}
+
+
+def read_inputs(inputs: list[str], cfg: ReadConfig) -> Iterator[Item]:
+    for f in expand_inputs(inputs):
+        yield from read_file(f, cfg)
+
+
+__all__ = ["InputFile", "expand_inputs", "read_file", "read_inputs", "extract_html", "open_binary", "Item"]

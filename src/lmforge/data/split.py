@@ -1,0 +1,130 @@
+"""Train/val/test splits — random, stratified by label, or grouped — and leakage reports.
+
+Assignment is deterministic: every document (or group) gets a rank from a hash of its id and the
+seed, and the lowest ranks fill test, then val, then train with exact proportions. Grouped splits
+put every near-duplicate cluster (MinHash, like dedup) and every ``group_field`` value on one side.
+Two passes over the files: only ids, labels and signatures are held in memory, never the text.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import xxhash
+
+from .config import DedupConfig, SplitConfig
+from .steps.dedup import MinHasher, UnionFind, exact_key, near_clusters
+from .writers import ShardWriter, iter_jsonl
+
+SPLITS = ("train", "val", "test")
+
+
+def _rank(key: str, seed: int) -> int:
+    return xxhash.xxh64_intdigest(key.encode(), seed=seed)
+
+
+def iter_records(paths: Iterable[str | Path]) -> Iterator[dict]:
+    for p in paths:
+        yield from iter_jsonl(p)
+
+
+def _allocate(items: list[int], ranks: list[int], n_test: int, n_val: int, assign: np.ndarray) -> None:
+    order = sorted(items, key=lambda i: ranks[i])
+    for k, i in enumerate(order):
+        assign[i] = 2 if k < n_test else 1 if k < n_test + n_val else 0
+
+
+def assign_splits(records: list[dict], cfg: SplitConfig) -> np.ndarray:
+    """0 train, 1 val, 2 test for each record (``id``, ``meta``; ``text`` only for grouped)."""
+    n = len(records)
+    assign = np.zeros(n, dtype=np.int8)
+    ranks = [_rank(str(r["id"]), cfg.seed) for r in records]
+    if cfg.mode == "random":
+        _allocate(list(range(n)), ranks, round(n * cfg.test_fraction), round(n * cfg.val_fraction), assign)
+    elif cfg.mode == "stratified":
+        by_label: dict[str, list[int]] = defaultdict(list)
+        for i, r in enumerate(records):
+            by_label[str(r.get("meta", {}).get(cfg.label_field))].append(i)
+        for items in by_label.values():
+            m = len(items)
+            _allocate(items, ranks, round(m * cfg.test_fraction), round(m * cfg.val_fraction), assign)
+    else:
+        groups = group_ids(records, cfg)
+        members: dict[int, list[int]] = defaultdict(list)
+        for i, g in enumerate(groups):
+            members[g].append(i)
+        order = sorted(members, key=lambda g: ranks[g])  # a group is ranked by its first member
+        targets = (round(n * cfg.test_fraction), round(n * cfg.val_fraction))
+        filled = [0, 0]
+        for g in order:
+            side = 2 if filled[0] < targets[0] else 1 if filled[1] < targets[1] else 0
+            if side:
+                filled[2 - side] += len(members[g])
+            assign[members[g]] = side
+    return assign
+
+
+def group_ids(records: list[dict], cfg: SplitConfig) -> list[int]:
+    """Index of each record's group root: near-duplicate clusters joined with ``group_field`` values."""
+    hasher = MinHasher(DedupConfig(threshold=cfg.group_threshold))
+    sigs = np.array([hasher.signature(r["text"]) for r in records], dtype=np.uint32)
+    bands = np.array([hasher.band_hashes(s) for s in sigs], dtype=np.uint64)
+    uf = near_clusters(sigs, bands, np.arange(len(records)), cfg.group_threshold) if len(records) else UnionFind()
+    first_of: dict[str, int] = {}
+    for i, r in enumerate(records):  # exact copies too
+        first = first_of.setdefault(f"x{exact_key(r['text'])}", i)
+        uf.union(first, i)
+        if cfg.group_field:
+            val = r.get("meta", {}).get(cfg.group_field)
+            if val is not None:
+                uf.union(first_of.setdefault(f"g{val}", i), i)
+    return [uf.find(i) for i in range(len(records))]
+
+
+def split_files(inputs: list[str | Path], out_dir: str | Path, cfg: SplitConfig) -> dict[str, int]:
+    """Write ``out_dir/{train,val[,test]}.jsonl``; returns documents per split."""
+    out_dir = Path(out_dir)
+    need_text = cfg.mode == "grouped"
+    records = [{"id": r["id"], "meta": r.get("meta", {}), **({"text": r["text"]} if need_text else {})}
+               for r in iter_records(inputs)]
+    assign = assign_splits(records, cfg)
+    del records
+    names = ["train", "val"] + (["test"] if cfg.test_fraction > 0 else [])
+    writers = {name: ShardWriter(out_dir / f"{name}.jsonl", "jsonl") for name in names}
+    try:
+        for i, rec in enumerate(iter_records(inputs)):
+            writers[SPLITS[assign[i]]].write(rec)
+    except BaseException:
+        for w in writers.values():
+            w.abort()
+        raise
+    for w in writers.values():
+        w.close()
+    return {name: w.count for name, w in writers.items()}
+
+
+def leakage(a: list[str | Path], b: list[str | Path], threshold: float = 0.7, examples: int = 5) -> dict:
+    """Exact and near (MinHash, estimated Jaccard ≥ threshold) overlap of split B with split A."""
+    hasher = MinHasher(DedupConfig(threshold=threshold))
+    recs_a = list(iter_records(a))
+    recs_b = list(iter_records(b))
+    keys_a = {exact_key(r["text"]): r["id"] for r in recs_a}
+    exact = [(r["id"], keys_a[k]) for r in recs_b if (k := exact_key(r["text"])) in keys_a]
+    allr = recs_a + recs_b
+    sigs = np.array([hasher.signature(r["text"]) for r in allr], dtype=np.uint32).reshape(len(allr), -1)
+    bands = np.array([hasher.band_hashes(s) for s in sigs], dtype=np.uint64).reshape(len(allr), -1)
+    uf = near_clusters(sigs, bands, np.arange(len(allr)), threshold) if allr else UnionFind()
+    na = len(recs_a)
+    root_a: dict[int, str] = {}
+    for i in range(na):
+        root_a.setdefault(uf.find(i), recs_a[i]["id"])
+    exact_ids = {e[0] for e in exact}
+    near = [(recs_b[j]["id"], root_a[uf.find(na + j)]) for j in range(len(recs_b))
+            if uf.find(na + j) in root_a and recs_b[j]["id"] not in exact_ids]
+    nb = max(1, len(recs_b))
+    return {"a_docs": na, "b_docs": len(recs_b), "exact": len(exact), "near": len(near),
+            "exact_fraction": round(len(exact) / nb, 4), "near_fraction": round(len(near) / nb, 4),
+            "threshold": threshold, "exact_examples": exact[:examples], "near_examples": near[:examples]}
