@@ -62,7 +62,11 @@ class KVCache:
 
     @property
     def length(self) -> int:
-        return 0 if self.k[0] is None else self.k[0].shape[-2]
+        """Tokens cached so far (layer 0; read it before a forward pass updates the layers)."""
+        return self.layer_length(0)
+
+    def layer_length(self, layer: int) -> int:
+        return 0 if self.k[layer] is None else self.k[layer].shape[-2]
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.k[layer] is not None:
@@ -98,7 +102,8 @@ class Attention(nn.Module):
         q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
         src = x if context is None else context
         k, v = self.kv_proj(src).view(B, src.shape[1], 2, self.n_kv_head, self.head_dim).permute(2, 0, 3, 1, 4)
-        offset = cache.length if (cache is not None and not self.cross) else 0
+        # per layer: earlier layers have already appended this step's keys when later ones run
+        offset = cache.layer_length(layer) if (cache is not None and not self.cross) else 0
         if self.rotary is not None and not self.cross:
             q, k = self.rotary(q, offset), self.rotary(k, offset)
         if cache is not None:
