@@ -34,7 +34,9 @@ def train(
 
     Example: lmforge tokenizer train data/train.jsonl --output tok/ --kind byte_bpe --vocab-size 8192
     """
-    from ..config import validate
+    from pydantic import ValidationError
+
+    from ..errors import ConfigError
     from .config import TokenizerConfig
     from .corpus import expand_inputs, iter_corpus
     from .train import train_tokenizer
@@ -42,7 +44,13 @@ def train(
     data = {"kind": kind, "vocab_size": vocab_size, "family": family, "min_frequency": min_frequency,
             "lowercase": lowercase, "max_train_docs": max_docs, "txt_split": txt_split,
             "special_tokens": [t.strip() for t in special_tokens.split(",") if t.strip()] if special_tokens else None}
-    cfg = validate(TokenizerConfig, data, "tokenizer train")
+    try:
+        cfg = TokenizerConfig.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        option = _OPTION.get(str(first["loc"][0]) if first["loc"] else "", "an option")
+        raise ConfigError(f"bad value for {option}: {first['msg']} (got {first.get('input')!r})",
+                          "see `lmforge tokenizer train --help`") from None
     paths = expand_inputs(files)
     with console.status(f"training {cfg.kind} tokenizer on {len(paths)} file(s)"):
         tok = train_tokenizer(iter_corpus(paths, cfg.txt_split), cfg)
@@ -91,6 +99,11 @@ def stats(
     from .tok import Tok
 
     typer.echo(json.dumps(tokenizer_stats(Tok.load(tokenizer), file, txt_split=txt_split, max_docs=max_docs), indent=2))
+
+
+_OPTION = {"kind": "--kind", "vocab_size": "--vocab-size", "family": "--family", "min_frequency": "--min-frequency",
+           "lowercase": "--lowercase", "max_train_docs": "--max-docs", "txt_split": "--txt-split",
+           "special_tokens": "--special-tokens"}
 
 
 def _ids(tok) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import field_validator
 
 from ..config import StrictModel
 
@@ -53,14 +53,15 @@ class TokenizerConfig(StrictModel):
             raise ValueError("max_train_docs must be at least 1 (or null for all)")
         return v
 
-    @model_validator(mode="after")
-    def _specials(self) -> "TokenizerConfig":
-        if self.special_tokens is not None:
-            if any(not t for t in self.special_tokens):
+    @field_validator("special_tokens")
+    @classmethod
+    def _specials(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            if any(not t for t in v):
                 raise ValueError("special_tokens must not contain empty strings")
-            if len(set(self.special_tokens)) != len(self.special_tokens):
+            if len(set(v)) != len(v):
                 raise ValueError("special_tokens has duplicates")
-        return self
+        return v
 
     def input_paths(self) -> list[str]:
         """Files this stage reads beyond the data stage's output (hashed for caching)."""
