@@ -90,8 +90,12 @@ def _build(cfg: TokenizerConfig, specials: list[str], unk: str | None):
 
 
 def _alphabet(cfg: TokenizerConfig) -> int:
-    """Cap the initial alphabet so Chinese text cannot fill the vocabulary with rare characters."""
-    return max(cfg.vocab_size // 2, 100)
+    """Cap the initial alphabet so rare Chinese characters cannot take the whole vocabulary.
+
+    Three quarters: CJK text needs thousands of single characters (WordPiece never merges them),
+    and a quarter stays for merges. English alphabets are far below either limit.
+    """
+    return max(cfg.vocab_size * 3 // 4, 100)
 
 
 def _train_char(docs: Iterable[str], cfg: TokenizerConfig, specials: list[str], unk: str | None) -> Tokenizer:
