@@ -162,3 +162,35 @@ def test_stats_unknown_rate_reflects_unseen_script(shakespeare_text, tmp_path, h
     assert s["docs"] == 20
     assert s["unk_rate"] > 0.8  # almost every Chinese character is unknown to an English char vocab
     assert s["vocab_coverage"] < 0.2
+
+
+def test_directories_expand_to_their_text_files(tmp_path):
+    from lmforge.tokenizer import expand_inputs
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "b.txt").write_text("b")
+    (tmp_path / "sub" / "a.jsonl").write_text('{"text": "a"}\n')
+    (tmp_path / "notes.csv").write_text("skip me")
+    assert expand_inputs([tmp_path]) == [tmp_path / "b.txt", tmp_path / "sub" / "a.jsonl"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="empty holds no"):
+        expand_inputs([tmp_path / "empty"])
+
+
+def test_parquet_documents(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": ["1", "2", "3"], "text": ["first", "", "第三"]}), tmp_path / "d.parquet")
+    assert list(iter_documents(tmp_path / "d.parquet")) == ["first", "第三"]
+    pq.write_table(pa.table({"body": ["x"]}), tmp_path / "nobody.parquet")
+    with pytest.raises(InputError, match="no 'text' column"):
+        list(iter_documents(tmp_path / "nobody.parquet"))
+
+
+def test_huge_paragraph_is_cut_at_a_line_end(tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus_mod, "MAX_DOC_CHARS", 20)
+    f = tmp_path / "wall.txt"
+    f.write_text("".join(f"line {i:02d} of text\n" for i in range(5)))  # 16 chars a line, no blank lines
+    docs = list(iter_documents(f))
+    assert docs == ["line 00 of text\nline 01 of text", "line 02 of text\nline 03 of text", "line 04 of text"]

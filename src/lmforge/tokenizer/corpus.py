@@ -27,6 +27,7 @@ from .tok import Tok
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".ndjson")
 TEXT_SUFFIXES = (".txt", ".text", ".md")
 BATCH_CHARS = 1 << 20  # encode ~1M characters per batch: big enough for the thread pool, small in RAM
+MAX_DOC_CHARS = 1 << 24  # a txt "paragraph" longer than this (a file without blank lines) is cut at a line end
 
 
 def expand_inputs(paths: list[str | Path]) -> list[Path]:
@@ -106,6 +107,7 @@ def _iter_txt(path: Path, split: str) -> Iterator[str]:
                     yield text
                 return
             para: list[str] = []
+            size = 0
             for lineno, line in enumerate(f, 1):
                 line = line.replace("\r\n", "\n")
                 if split == "line":
@@ -113,9 +115,13 @@ def _iter_txt(path: Path, split: str) -> Iterator[str]:
                         yield line.rstrip("\n")
                 elif line.strip():
                     para.append(line)
+                    size += len(line)
+                    if size >= MAX_DOC_CHARS:  # keep memory bounded on files without blank lines
+                        yield "".join(para).rstrip("\n")
+                        para, size = [], 0
                 elif para:
                     yield "".join(para).rstrip("\n")
-                    para = []
+                    para, size = [], 0
             if para:
                 yield "".join(para).rstrip("\n")
     except UnicodeDecodeError:
@@ -208,6 +214,7 @@ def encode_corpus(files: list[Path], tok: Tok, out_path: Path, append_eos: bool 
     Returns ``{docs, tokens, bytes, bytes_per_token, eos_tokens}``; ``tokens`` includes the appended
     EOS tokens, ``bytes_per_token`` counts text tokens only, so it compares across families.
     """
+    from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
     files = expand_inputs(files)
@@ -215,7 +222,7 @@ def encode_corpus(files: list[Path], tok: Tok, out_path: Path, append_eos: bool 
         _format(f)  # fail on an unsupported file before encoding anything
     total = sum(f.stat().st_size for f in files)
     columns = [TextColumn("encode {task.fields[name]}"), BarColumn(), DownloadColumn(), TimeRemainingColumn()]
-    with Progress(*columns, transient=True, disable=not progress) as bar:
+    with Progress(*columns, transient=True, disable=not progress, console=Console(stderr=True)) as bar:
         task = bar.add_task("encode", total=total, name=Path(out_path).name)
         with ShardWriter(out_path, vocab_size=tok.vocab_size) as writer:
             if workers and workers > 1 and len(files) > 1:
