@@ -53,14 +53,14 @@ class QualityConfig(StrictModel):
     max_symbol_ratio: float = 0.1  # '#' and '...' per word (Gopher)
     max_bullet_lines: float = 0.9
     max_ellipsis_lines: float = 0.3
-    min_alpha_words: float = 0.8  # Gopher; counted over tokens with a letter or digit, so tokenized
+    min_alpha_words: float = 0.7  # Gopher: 0.8 (numbers-heavy prose like WikiText is fine); counted over tokens with a letter or digit, so tokenized
     # punctuation (", ``, --) does not count against a sentence
     stats_min_words: int = 20  # ratio rules (symbols, ellipsis, alpha) need this many words to mean anything
     stopwords_min_words: int = 50  # the Gopher stop-word rule only judges texts at least this long
     min_stopwords: int = 2
     min_alnum_ratio: float = 0.6  # symbol soup: letters+digits per non-space char
     max_url_ratio: float = 0.3  # link lists: chars inside URLs
-    max_mash_ratio: float = 0.3  # keyboard mash: words with no vowel or long consonant runs
+    max_mash_ratio: float = 0.5  # keyboard mash: words with no vowel or long consonant runs
     repetition: bool = True
     repetition_min_units: int = 50  # n-gram repetition on a 12-word sentence is chance, not spam
     max_dup_line_frac: float = 0.3
@@ -131,6 +131,7 @@ class DataStageConfig(StrictModel):
     output: OutputConfig = Field(default_factory=OutputConfig)
     executor: Literal["local", "ray"] = "local"
     workers: int = 0  # 0 = one per CPU core
+    shard_mb: float = 0  # input MB per shard; 0 = total / (2 x workers), between 4 and 64
     ray_address: str | None = None
     progress: bool = False
 

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 SAMPLE_BYTES = 1 << 20
+PREFERRED = ("gb18030", "gbk", "gb2312", "big5", "cp1252", "latin_1", "iso8859_15", "cp1251", "shift_jis",
+             "euc_kr", "koi8_r")
 
 
 class DecodeError(Exception):
@@ -75,10 +77,16 @@ def detect_encoding(sample: bytes, complete: bool) -> str:
         raise DecodeError("binary file (NUL or control bytes), not text")
     from charset_normalizer import from_bytes
 
-    best = from_bytes(sample).best()
-    if best is None:
+    matches = list(from_bytes(sample))
+    if not matches:
         raise DecodeError("undecodable: no text encoding fits these bytes")
-    enc = best.encoding
+    best = matches[0]
+    # Mostly-ASCII text often fits several single-byte code pages equally well (cp1250 and cp1252
+    # both read English); among near-ties prefer the most widely used encoding, so latin-1 English
+    # gets 'è', not the Central European 'č'.
+    ties = [m for m in matches if m.chaos <= best.chaos + 0.005 and m.coherence >= best.coherence - 0.1]
+    names = {m.encoding for m in ties}
+    enc = next((e for e in PREFERRED if e in names), best.encoding)
     # charset-normalizer names GBK-family text 'gb2312' or 'gbk'; gb18030 is the superset that
     # decodes every valid GBK byte sequence, so a rare character later in the file is not an error.
     if enc.lower().replace("-", "").replace("_", "") in {"gb2312", "gbk", "hzgb2312"}:

@@ -50,10 +50,7 @@ def plan_shards(files: list[InputFile], shard_bytes: int = SHARD_BYTES) -> list[
     cur: list[InputFile] = []
     size = 0
     for f in files:
-        try:
-            n = Path(f.path).stat().st_size
-        except OSError:
-            n = 0
+        n = _size(f)
         if cur and size + n > shard_bytes:
             shards.append(Shard(len(shards), cur))
             cur, size = [], 0
@@ -62,6 +59,22 @@ def plan_shards(files: list[InputFile], shard_bytes: int = SHARD_BYTES) -> list[
     if cur:
         shards.append(Shard(len(shards), cur))
     return shards
+
+
+def _size(f: InputFile) -> int:
+    try:
+        return Path(f.path).stat().st_size
+    except OSError:
+        return 0
+
+
+def shard_size(cfg: DataStageConfig, files: list[InputFile]) -> int:
+    if cfg.shard_mb > 0:
+        return int(cfg.shard_mb * (1 << 20))
+    from .executors import n_workers
+
+    total = sum(_size(f) for f in files)
+    return int(min(64 << 20, max(4 << 20, total / (2 * n_workers(cfg, 1 << 30)))))
 
 
 def build_steps(cfg: DataStageConfig) -> list:
@@ -265,6 +278,7 @@ def phase3(shard: Shard, cfg: DataStageConfig, work: Path, out: Path) -> None:
 
 def _run_fingerprint(cfg: DataStageConfig, files: list[InputFile]) -> str:
     conf = cfg.model_dump(mode="json", exclude={"split", "executor", "workers", "ray_address", "progress"})
+    conf["shard_bytes"] = shard_size(cfg, files)  # shards, and so output files, depend on it
     sizes = []
     for f in files:
         st = Path(f.path).stat()
@@ -283,7 +297,7 @@ def process(cfg: DataStageConfig, out: str | Path) -> dict[str, Any]:
     files = expand_inputs(cfg.inputs)
     if not files:
         raise InputError(f"no input files found under {', '.join(cfg.inputs)}", "check the paths")
-    shards = plan_shards(files)
+    shards = plan_shards(files, shard_size(cfg, files))
     work = out / ".work"
     fp = _run_fingerprint(cfg, files)
     stamp = work / "fingerprint"

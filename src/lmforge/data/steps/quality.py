@@ -21,12 +21,12 @@ _URL = re.compile(r"(?:https?://|www\.)\S+")
 _BULLET = re.compile(r"^\s*(?:[•\-*·▪►◦‣–]|\d+[.)])\s")
 _ELLIPSIS = ("...", "…")
 _TERMINAL = (".", "!", "?", '"', "'", "。", "！", "？", "…", "”", "」", "』", "）", ")", "：", ":", ";", "；")
-_CONSONANT_RUN = re.compile(r"[bcdfghjklmnpqrstvwxz]{5,}")
 _ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
 _KEY_RUNS = {row[i:i + 5] for row in _ROWS for i in range(len(row) - 4)} | \
             {row[::-1][i:i + 5] for row in _ROWS for i in range(len(row) - 4)}
-# keyboard mash: a word with no vowel, a run of 5 consonants, or 5 neighbouring keys of one row
-_MASH = re.compile(r"\b(?:[bcdfghjklmnpqrstvwxz]{4,}|[a-z]*(?:[bcdfghjklmnpqrstvwxz]{5}|"
+# keyboard mash: a word with no vowel, a run of 6 consonants ('lengths' has 5), or 5 neighbouring
+# keys of one keyboard row
+_MASH = re.compile(r"\b(?:[bcdfghjklmnpqrstvwxz]{4,}|[a-z]*(?:[bcdfghjklmnpqrstvwxz]{6}|"
                    + "|".join(sorted(_KEY_RUNS)) + r")[a-z]*)\b")
 _LATIN4 = re.compile(r"\b[a-z]{4,}\b")
 _ALNUM = re.compile(r"[^\W_]")
@@ -34,11 +34,13 @@ _SPACE = re.compile(r"\s+")
 _LATIN_LETTER = re.compile(r"[A-Za-z]")
 _C4_POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies",
               "use cookies", "accept cookies", "enable javascript", "javascript")
-_SPAM = ("click here", "buy now", "order now", "act now", "free shipping", "limited time", "best price",
-         "cheap", "discount", "viagra", "casino", "earn money", "make money", "work from home", "100% free",
-         "subscribe now", "sign up now", "winner", "bitcoin", "lowest price", "call now", "special offer",
-         "免费领取", "点击", "加微信", "优惠", "低价", "代开发票", "赚钱")
-_ZH_FUNCTION = set("的了是在不有和也之而其以于为这那我你他她它曰乃者所")
+_SPAM = ("click here", "buy now", "order now", "act now", "free shipping", "limited time offer", "best price",
+         "viagra", "casino", "earn money", "make money fast", "work from home", "100% free", "subscribe now",
+         "sign up now", "you are a winner", "bitcoin", "lowest price", "call now", "special offer", "cheap pills",
+         "免费领取", "点击进入", "加微信", "代开发票", "日赚", "月入过万")
+# function characters of modern and classical Chinese: any real Chinese sentence has a few
+_ZH_FUNCTION = set("的了是在不有和也之而其以于为这那我你他她它们曰乃者所矣焉乎哉兮亦皆又与及因此彼即则便就将把被都来去上下中无着过"
+                   "一人说道得个")
 
 
 def is_cjk_text(text: str) -> bool:
@@ -80,8 +82,12 @@ def _dup_ngram_chars(units: list[str], n: int, sep: str) -> int:
     return chars
 
 
-def repetition_reason(text: str, units: list[str], sep: str, cfg: QualityConfig) -> str | None:
-    """Gopher repetition rules; returns the sub-rule that fired or None."""
+def repetition_reason(text: str, units: list[str], sep: str, cfg: QualityConfig, scale: int = 1) -> str | None:
+    """Gopher repetition rules; returns the sub-rule that fired or None.
+
+    ``scale`` multiplies n-gram sizes: for CJK the units are characters, and a Chinese word is about
+    two characters, so a word 2-gram compares with a character 4-gram.
+    """
     paras = [p for p in re.split(r"\n{2,}", text) if p.strip()]
     lines = [ln for ln in text.split("\n") if ln.strip()]
     total = max(1, len(text))
@@ -101,10 +107,10 @@ def repetition_reason(text: str, units: list[str], sep: str, cfg: QualityConfig)
         return None
     unit_chars = max(1, sum(len(u) for u in units) + len(sep) * max(0, len(units) - 1))
     for n, frac in sorted(cfg.top_ngram.items()):
-        if len(units) >= 2 * n and _top_ngram_chars(units, n, sep) / unit_chars > frac:
+        if len(units) >= 2 * n * scale and _top_ngram_chars(units, n * scale, sep) / unit_chars > frac:
             return f"top_{n}gram"
     for n, frac in sorted(cfg.dup_ngram.items()):
-        if len(units) >= 2 * n and _dup_ngram_chars(units, n, sep) / unit_chars > frac:
+        if len(units) >= 2 * n * scale and _dup_ngram_chars(units, n * scale, sep) / unit_chars > frac:
             return f"dup_{n}gram"
     return None
 
@@ -129,7 +135,7 @@ class Quality(Step):
         if not nonspace:
             return "empty"
         alnum = _ALNUM.findall(text)
-        if nonspace >= 10 and len(alnum) / nonspace < c.min_alnum_ratio:
+        if nonspace >= 20 and len(alnum) / nonspace < c.min_alnum_ratio:
             return "quality:symbols"
         if "www." in text or "://" in text:
             if sum(len(m) for m in _URL.findall(text)) / nonspace > c.max_url_ratio:
@@ -158,7 +164,7 @@ class Quality(Step):
             if reason:
                 return reason
         if c.repetition:
-            rule = repetition_reason(text, units, sep, c)
+            rule = repetition_reason(text, units, sep, c, scale=2 if cjk else 1)
             if rule:
                 self.stats.counters[f"repetition:{rule}"] += 1
                 return "quality:gopher_repetition"
@@ -172,10 +178,10 @@ class Quality(Step):
         n = len(tokens)
         if n < c.min_words:
             return "length"
-        mean = sum(len(w) for w in tokens) / n
-        if not c.mean_word_len[0] <= mean <= c.mean_word_len[1]:
-            return "quality:gopher_word_len"
         if n >= c.stats_min_words:
+            mean = sum(len(w) for w in tokens) / n
+            if not c.mean_word_len[0] <= mean <= c.mean_word_len[1]:
+                return "quality:gopher_word_len"
             symbols = text.count("#") + text.count("...") + text.count("…")
             if symbols / n > c.max_symbol_ratio:
                 return "quality:gopher_symbols"
@@ -191,7 +197,7 @@ class Quality(Step):
             return "quality:gopher_stopwords"
         low = text.lower()
         latin = len(_LATIN4.findall(low))
-        if latin >= 3 and len(_MASH.findall(low)) / latin > c.max_mash_ratio:
+        if latin >= 4 and len(_MASH.findall(low)) / latin > c.max_mash_ratio:
             return "quality:mash"
         return None
 
@@ -216,12 +222,15 @@ class Quality(Step):
 
     def _fineweb(self, text: str) -> str | None:
         c = self.cfg
-        lines = [ln.strip() for ln in text.split("\n") if ln.strip()]
+        lines = unwrap([ln.strip() for ln in text.split("\n") if ln.strip()])
         if len(lines) < c.fineweb_min_lines:
             return None
-        if sum(ln.endswith(_TERMINAL) for ln in lines) / len(lines) < c.fineweb_line_punct:
+        punct = sum(ln.endswith(_TERMINAL) for ln in lines) / len(lines)
+        if punct < c.fineweb_line_punct:
             return "quality:fineweb_punct"
-        if sum(len(ln) <= 30 for ln in lines) / len(lines) > c.fineweb_short_line:
+        # short lines are a menu or a list only when they do not end like verse or sentences do
+        soft = sum(ln.endswith(_TERMINAL + (",", "，", "、", "-", "—")) for ln in lines) / len(lines)
+        if sum(len(ln) <= 30 for ln in lines) / len(lines) > c.fineweb_short_line and soft < 0.5:
             return "quality:fineweb_short_lines"
         _, dup_chars = _dup(lines)
         if dup_chars / max(1, len(text.replace("\n", ""))) > c.fineweb_char_dup:
@@ -234,6 +243,24 @@ class Quality(Step):
         if hits >= 3 or (hits >= 2 and n_units < 150):
             return True
         words = [w for w in text.split() if w.isalpha() and len(w) > 1]
-        if len(words) >= 6 and sum(w.isupper() for w in words) / len(words) > 0.6:
-            return True
-        return text.count("!") >= 5 and text.count("!") / max(1, n_units) > 0.15
+        return len(words) >= 10 and sum(w.isupper() for w in words) / len(words) > 0.8
+
+
+def unwrap(lines: list[str]) -> list[str]:
+    """Join hard-wrapped lines (Gutenberg, mail): a line near the wrap width that does not end a
+    sentence continues on the next line. Line rules then judge sentences, not the wrap column."""
+    if len(lines) < 2:
+        return lines
+    width = max(len(ln) for ln in lines)
+    if width < 50:
+        return lines
+    out: list[str] = []
+    cur = ""
+    for ln in lines:
+        cur = f"{cur} {ln}" if cur else ln
+        if len(ln) < 0.75 * width or ln.endswith(_TERMINAL):
+            out.append(cur)
+            cur = ""
+    if cur:
+        out.append(cur)
+    return out
