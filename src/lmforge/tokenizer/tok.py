@@ -62,7 +62,9 @@ class Tok:
         """Batch encode on the Rust side's thread pool (all cores)."""
         if not texts:
             return []
-        return [e.ids for e in self.hf.encode_batch(list(texts), add_special_tokens=add_special_tokens)]
+        # encode_batch_fast (tokenizers >= 0.21) skips offset tracking, which we never use
+        fast = getattr(self.hf, "encode_batch_fast", self.hf.encode_batch)
+        return [e.ids for e in fast(list(texts), add_special_tokens=add_special_tokens)]
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = False) -> str:
         text = self.hf.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
