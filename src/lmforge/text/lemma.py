@@ -15,7 +15,9 @@ IRREGULAR = {
     "felt": "feel", "left": "leave", "began": "begin", "begun": "begin", "wrote": "write", "written": "write",
     "ran": "run", "men": "man", "women": "woman", "children": "child", "people": "person", "feet": "foot",
     "teeth": "tooth", "mice": "mouse", "better": "good", "best": "good", "worse": "bad", "worst": "bad",
-    "films": "film", "this": "this", "his": "his", "was": "be", "its": "its", "us": "us", "news": "news",
+    "films": "film", "movies": "movie", "cookies": "cookie", "zombies": "zombie", "calories": "calorie",
+    "lies": "lie", "ties": "tie", "dies": "die", "pies": "pie", "series": "series", "species": "species",
+    "this": "this", "his": "his", "was": "be", "its": "its", "us": "us", "news": "news",
 }
 _KEEP = ("ss", "us", "is", "ous")
 
