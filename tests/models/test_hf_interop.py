@@ -140,3 +140,22 @@ def test_cli_functions_and_layout_errors(tmp_path, capsys):
     (tmp_path / "t5" / "config.json").write_text(json.dumps({"model_type": "t5"}))
     with pytest.raises(InputError, match="not supported"):
         import_hf(tmp_path / "t5")
+
+
+def test_cli_functions_mount_in_typer(tmp_path):
+    """The lead mounts these as `lmforge export` / `lmforge import-hf`; check the annotations parse."""
+    import typer
+    from typer.testing import CliRunner
+
+    app = typer.Typer()
+    app.command("export")(export)
+    app.command("import-hf")(import_)
+    save_model(GPT(GPTConfig(**BASE)), tmp_path / "ours")
+    runner = CliRunner()
+    r = runner.invoke(app, ["export", "--to", "hf", str(tmp_path / "ours"), "--output", str(tmp_path / "hf")])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "hf" / "config.json").read_text())["model_type"] == "gpt2"
+    r = runner.invoke(app, ["import-hf", str(tmp_path / "hf"), "--output", str(tmp_path / "back")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "back" / "model.safetensors").exists()
+    assert "Example" in runner.invoke(app, ["export", "--help"]).output
