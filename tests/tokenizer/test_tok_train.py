@@ -192,3 +192,23 @@ def test_config_rejects_bad_values():
     assert TokenizerConfig(files=["a.txt"]).input_paths() == ["a.txt"]
     assert TokenizerConfig().input_paths() == []
     assert json.loads(TokenizerConfig().model_dump_json())["family"] == "gpt"
+
+
+def test_bert_template_works_in_transformers(trained, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    tok = trained("wordpiece", family="bert")
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_file=str(tok.save(tmp_path)), cls_token="[CLS]",
+                                                sep_token="[SEP]", pad_token="[PAD]", mask_token="[MASK]")
+    ids = fast("孙悟空 said hi", "second")["input_ids"]
+    assert ids == tok.hf.encode("孙悟空 said hi", "second").ids
+    assert ids[0] == tok.cls_id and ids.count(tok.sep_id) == 2
+
+
+def test_bad_training_file_is_an_input_error(tmp_path):
+    from lmforge.tokenizer import iter_corpus
+
+    bad = tmp_path / "train.jsonl"
+    bad.write_text('{"text": "fine"}\n{"text": 5}\n')
+    for kind in ("byte_bpe", "char"):
+        with pytest.raises(InputError, match=r"train\.jsonl:2"):
+            train_tokenizer(iter_corpus([bad]), TokenizerConfig(kind=kind))
