@@ -7,6 +7,7 @@ character-level (every character seen becomes a token; exact round trip).
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from itertools import islice
 from typing import Iterable, Iterator
@@ -20,6 +21,9 @@ from .tok import Tok
 
 # Kinds whose model needs an unknown token even when the family has none (gpt).
 _UNK_FOR_KIND = {"wordpiece": "[UNK]", "bpe": "<unk>", "unigram": "<unk>", "char": "<unk>"}
+# bpe and unigram fall back to UTF-8 byte tokens <0x00>..<0xFF> for unseen characters (as LLaMA does).
+_BYTE_FALLBACK = ("bpe", "unigram")
+_N_BYTES = 256
 
 
 def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> Tok:
@@ -41,10 +45,13 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> Tok:
         except Exception as err:  # the Rust trainers raise plain Exceptions
             if "not large enough" not in str(err):
                 raise
+            need = len(docs.chars) + len(specials) + _N_BYTES
             raise ConfigError(
-                f"tokenizer.vocab_size={cfg.vocab_size} is smaller than the {len(docs.chars)} distinct characters "
-                f"in the training text, which a {cfg.kind} vocabulary must all hold",
-                f"set tokenizer.vocab_size above {len(docs.chars) + len(specials)}, or use kind byte_bpe") from None
+                f"tokenizer.vocab_size={cfg.vocab_size} cannot hold the {len(docs.chars)} distinct characters of "
+                f"the training text plus {_N_BYTES} byte-fallback tokens, as a {cfg.kind} vocabulary must",
+                f"set tokenizer.vocab_size to at least {need}, or use kind byte_bpe") from None
+        if cfg.kind in _BYTE_FALLBACK and docs.n:
+            hf = _with_byte_fallback(hf)
     if docs.n == 0:
         raise InputError("no training text: the input files hold no documents",
                          "check the files (jsonl needs a 'text' field; txt must not be empty)")
@@ -55,7 +62,9 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> Tok:
 
 
 def _build(cfg: TokenizerConfig, specials: list[str], unk: str | None):
-    common = dict(vocab_size=cfg.vocab_size, special_tokens=specials, show_progress=False)
+    reserve = _N_BYTES if cfg.kind in _BYTE_FALLBACK else 0
+    common = dict(vocab_size=max(cfg.vocab_size - reserve, len(specials) + 1), special_tokens=specials,
+                  show_progress=False)
     lower = [normalizers.Lowercase()] if cfg.lowercase else []
     if cfg.kind == "byte_bpe":
         hf = Tokenizer(models.BPE())
@@ -66,7 +75,7 @@ def _build(cfg: TokenizerConfig, specials: list[str], unk: str | None):
     elif cfg.kind == "bpe":
         hf = Tokenizer(models.BPE(unk_token=unk))
         hf.pre_tokenizer = pre_tokenizers.Metaspace()
-        hf.decoder = decoders.Metaspace()
+        hf.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Metaspace()])
         trainer = trainers.BpeTrainer(min_frequency=cfg.min_frequency, limit_alphabet=_alphabet(cfg), **common)
     elif cfg.kind == "wordpiece":
         hf = Tokenizer(models.WordPiece(unk_token=unk, max_input_chars_per_word=100))
@@ -80,13 +89,29 @@ def _build(cfg: TokenizerConfig, specials: list[str], unk: str | None):
     elif cfg.kind == "unigram":
         hf = Tokenizer(models.Unigram())
         hf.pre_tokenizer = pre_tokenizers.Metaspace()
-        hf.decoder = decoders.Metaspace()
+        hf.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Metaspace()])
         trainer = trainers.UnigramTrainer(unk_token=unk, max_piece_length=16, **common)
     else:  # pragma: no cover - the config's Literal rules this out
         raise ValueError(cfg.kind)
     if lower:
         hf.normalizer = normalizers.Sequence(lower)
     return hf, trainer
+
+
+def _with_byte_fallback(hf: Tokenizer) -> Tokenizer:
+    """Append the 256 byte tokens to a trained BPE/Unigram vocabulary and switch byte fallback on."""
+    spec = json.loads(hf.to_str())
+    model = spec["model"]
+    pieces = [f"<0x{b:02X}>" for b in range(_N_BYTES)]
+    if model["type"] == "BPE":
+        for p in pieces:
+            model["vocab"].setdefault(p, len(model["vocab"]))
+    else:  # Unigram: [piece, log prob] pairs; bytes score below every learned piece
+        known = {p for p, _ in model["vocab"]}
+        low = min(score for _, score in model["vocab"]) - 1.0
+        model["vocab"] += [[p, low] for p in pieces if p not in known]
+    model["byte_fallback"] = True
+    return Tokenizer.from_str(json.dumps(spec))
 
 
 def _alphabet(cfg: TokenizerConfig) -> int:
