@@ -194,3 +194,13 @@ def test_huge_paragraph_is_cut_at_a_line_end(tmp_path, monkeypatch):
     f.write_text("".join(f"line {i:02d} of text\n" for i in range(5)))  # 16 chars a line, no blank lines
     docs = list(iter_documents(f))
     assert docs == ["line 00 of text\nline 01 of text", "line 02 of text\nline 03 of text", "line 04 of text"]
+
+
+def test_worker_errors_reach_the_caller_as_input_errors(trained, corpus_files, tmp_path):
+    jl, _, _ = corpus_files
+    bad = tmp_path / "broken.jsonl"
+    bad.write_text('{"text": "a"}\nnot json\n')
+    with pytest.raises(InputError, match=r"broken\.jsonl:2") as info:
+        encode_corpus([jl, bad], trained("byte_bpe"), tmp_path / "p.bin", workers=2, progress=False)
+    assert info.value.hint
+    assert not (tmp_path / "p.bin").exists()

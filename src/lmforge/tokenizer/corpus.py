@@ -213,6 +213,7 @@ def encode_corpus(files: list[Path], tok: Tok, out_path: Path, append_eos: bool 
 
     Returns ``{docs, tokens, bytes, bytes_per_token, eos_tokens}``; ``tokens`` includes the appended
     EOS tokens, ``bytes_per_token`` counts text tokens only, so it compares across families.
+    ``workers > 1`` spawns processes, so a calling script needs the usual ``if __name__ == "__main__":``.
     """
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
