@@ -19,6 +19,7 @@ from ..config import DedupConfig
 
 PRIME = np.uint64(4294967291)  # largest prime < 2^32: a*h < 2^64 never overflows
 MASK32 = np.uint64(0xFFFFFFFF)
+_GOLD = np.uint64(0x9E3779B97F4A7C15)
 _WORD = re.compile(r"\w+", re.UNICODE)
 _HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]")
 _NORM = re.compile(r"[\W_]+", re.UNICODE)
@@ -29,26 +30,57 @@ def exact_key(text: str) -> int:
     return xxhash.xxh64_intdigest(_NORM.sub("", text.lower()).encode())
 
 
+_ALNUM_RUN = re.compile(r"[^\W_]+", re.UNICODE)
+_LATIN = re.compile(r"[A-Za-z]")
+_POW = np.array([pow(1_000_003, k, 1 << 64) for k in range(64)], dtype=np.uint64)
+
+
+def is_cjk(text: str) -> bool:
+    han = len(_HAN.findall(text[:2000]))
+    return han > 0 and han * 4 >= len(_LATIN.findall(text[:2000]))
+
+
+def unit_hashes(text: str) -> np.ndarray:
+    """uint64 hashes of the units of ``text``: lowercased words, or characters for CJK text.
+
+    Deterministic across processes (no Python ``hash``) and vectorised: the text is viewed as
+    UTF-32 code points and each word's polynomial hash is one ``np.add.reduceat``.
+    """
+    if is_cjk(text):
+        chars = "".join(_ALNUM_RUN.findall(text)).lower()
+        return np.frombuffer(chars.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64) * _GOLD
+    joined = " ".join(_WORD.findall(text.lower()))
+    if not joined:
+        return np.zeros(0, dtype=np.uint64)
+    a = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    space = a == 32
+    start = np.flatnonzero(~space & np.concatenate([[True], space[:-1]]))
+    word = np.cumsum(~space & np.concatenate([[True], space[:-1]])) - 1
+    pos = np.minimum(np.arange(len(a)) - start[word], 63)
+    with np.errstate(over="ignore"):
+        vals = (a + np.uint64(1)) * _POW[pos]
+        vals[space] = 0
+        return np.add.reduceat(vals, start) * _GOLD
+
+
 def units(text: str) -> tuple[list[str], bool]:
     """Words, or characters for CJK text (judged by characters, not spaces)."""
-    han = len(_HAN.findall(text[:2000]))
-    if han and han * 4 >= sum(1 for c in text[:2000] if c.isascii() and c.isalpha()):
+    if is_cjk(text):
         return [c for c in text if c.isalnum()], True
     return _WORD.findall(text.lower()), False
 
 
 def shingle_hashes(text: str, n: int) -> np.ndarray:
-    """uint32 hashes of word n-grams (character n-grams for CJK), vectorised over n-grams."""
-    toks, _ = units(text)
-    if not toks:
+    """Distinct uint32 hashes of word n-grams (character n-grams for CJK)."""
+    h = unit_hashes(text)
+    if len(h) == 0:
         return np.zeros(1, dtype=np.uint64)
-    h = np.fromiter((xxhash.xxh32_intdigest(t.encode()) for t in toks), dtype=np.uint64, count=len(toks))
-    if len(toks) < n:
-        n = len(toks)
-    acc = np.zeros(len(toks) - n + 1, dtype=np.uint64)
-    for k in range(n):  # polynomial rolling combination mod 2^32
-        acc = (acc * np.uint64(1_000_003) + h[k:len(toks) - n + 1 + k]) & MASK32
-    return np.unique(acc)
+    n = min(n, len(h))
+    acc = h[: len(h) - n + 1].copy()
+    with np.errstate(over="ignore"):
+        for k in range(1, n):  # polynomial combination, wrapping mod 2^64
+            acc = acc * np.uint64(1_000_003) + h[k:len(h) - n + 1 + k]
+    return np.unique((acc ^ (acc >> np.uint64(32))) & MASK32)
 
 
 def optimal_bands(threshold: float, num_perm: int, fp_weight: float = 0.1) -> tuple[int, int]:
@@ -76,13 +108,15 @@ class MinHasher:
         self.cfg = cfg
         self.bands, self.rows = _bands(cfg.threshold, cfg.num_perm)
         rng = np.random.default_rng(cfg.seed)
-        self.a = rng.integers(1, int(PRIME), size=cfg.num_perm, dtype=np.uint64)[:, None]
-        self.b = rng.integers(0, int(PRIME), size=cfg.num_perm, dtype=np.uint64)[:, None]
+        # multiply-shift hashing: (a*h + b) mod 2^64, top 32 bits; a odd. No modulo, so it is fast.
+        self.a = (rng.integers(0, 1 << 63, size=cfg.num_perm, dtype=np.uint64) * np.uint64(2) + np.uint64(1))[:, None]
+        self.b = rng.integers(0, 1 << 63, size=cfg.num_perm, dtype=np.uint64)[:, None]
 
     def signature(self, text: str) -> np.ndarray:
-        """num_perm uint32 minima of (a*h + b) mod p over the shingle hashes."""
+        """num_perm uint32 minima of the hashed shingles, one per hash function."""
         h = shingle_hashes(text, self.cfg.ngram)[None, :]
-        v = (self.a * h % PRIME + self.b) % PRIME
+        with np.errstate(over="ignore"):
+            v = (self.a * h + self.b) >> np.uint64(32)
         return v.min(axis=1).astype(np.uint32)
 
     def band_hashes(self, sig: np.ndarray) -> np.ndarray:

@@ -9,7 +9,8 @@ prose of any genre — short review sentences, dialogue-heavy novel paragraphs, 
 from __future__ import annotations
 
 import re
-from collections import Counter
+
+import numpy as np
 
 from ...text.stopwords import GOPHER
 from ..config import QualityConfig
@@ -30,6 +31,8 @@ _MASH = re.compile(r"\b(?:[bcdfghjklmnpqrstvwxz]{4,}|[a-z]*(?:[bcdfghjklmnpqrstv
                    + "|".join(sorted(_KEY_RUNS)) + r")[a-z]*)\b")
 _LATIN4 = re.compile(r"\b[a-z]{4,}\b")
 _ALNUM = re.compile(r"[^\W_]")
+_WORDLIKE = re.compile(r"\S*[^\W_]\S*")
+_ALPHA_WORD = re.compile(r"\S*[^\W\d_]\S*")
 _SPACE = re.compile(r"\s+")
 _LATIN_LETTER = re.compile(r"[A-Za-z]")
 _C4_POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies",
@@ -60,26 +63,44 @@ def _dup(items: list[str]) -> tuple[int, int]:
     return n, chars
 
 
-def _top_ngram_chars(units: list[str], n: int, sep: str) -> int:
-    grams = Counter(sep.join(units[i:i + n]) for i in range(len(units) - n + 1))
-    if not grams:
-        return 0
-    gram, count = grams.most_common(1)[0]
-    return len(gram) * count if count > 1 else 0
+_MULT = np.uint64(0x9E3779B97F4A7C15)
 
 
-def _dup_ngram_chars(units: list[str], n: int, sep: str) -> int:
-    seen: set[str] = set()
-    chars = i = 0
-    while i < len(units) - n + 1:
-        gram = sep.join(units[i:i + n])
-        if gram in seen:
-            chars += len(gram)
-            i += n
-        else:
-            seen.add(gram)
-            i += 1
-    return chars
+def ngram_repetition(units: list[str], sizes: list[int]) -> dict[int, tuple[float, float]]:
+    """For each n: (chars of the most frequent repeated n-gram x its count, chars covered by
+    n-grams that occurred earlier), both as fractions of the characters in ``units``.
+
+    Vectorised with numpy: unit hashes (Python's ``hash``; equality inside one document is all that
+    matters) are combined into rolling n-gram hashes, so a 10k-word document costs a few array ops.
+    """
+    m_units = len(units)
+    h = np.array([hash(u) for u in units], dtype=np.int64).view(np.uint64)
+    lens = np.fromiter(map(len, units), dtype=np.int64, count=m_units)
+    cum = np.concatenate([[0], np.cumsum(lens)])
+    total = max(1, int(cum[-1]))
+    out: dict[int, tuple[float, float]] = {}
+    g = h.copy()
+    with np.errstate(over="ignore"):
+        for n in range(2, max(sizes) + 1):
+            g = g[:-1] * _MULT + h[n - 1:]
+            if n not in sizes or len(g) == 0:
+                continue
+            m = len(g)
+            _, first, inverse, counts = np.unique(g, return_index=True, return_inverse=True, return_counts=True)
+            gram_chars = cum[n:n + m] - cum[:m]
+            best = np.flatnonzero(counts == counts.max())
+            k = int(best[np.argmin(first[best])])  # ties: the earliest n-gram, whatever the hashes
+            top = int(counts[k] * gram_chars[first[k]]) if counts[k] > 1 else 0
+            starts = np.flatnonzero(first[inverse.reshape(-1)] != np.arange(m))
+            if len(starts):
+                d = np.zeros(m_units + 1, dtype=np.int64)
+                np.add.at(d, starts, 1)
+                np.add.at(d, starts + n, -1)
+                dup = int(lens[np.cumsum(d)[:m_units] > 0].sum())
+            else:
+                dup = 0
+            out[n] = (top / total, dup / total)
+    return out
 
 
 def repetition_reason(text: str, units: list[str], sep: str, cfg: QualityConfig, scale: int = 1) -> str | None:
@@ -105,12 +126,24 @@ def repetition_reason(text: str, units: list[str], sep: str, cfg: QualityConfig,
             return "dup_line_chars"
     if len(units) < cfg.repetition_min_units:
         return None
-    unit_chars = max(1, sum(len(u) for u in units) + len(sep) * max(0, len(units) - 1))
-    for n, frac in sorted(cfg.top_ngram.items()):
-        if len(units) >= 2 * n * scale and _top_ngram_chars(units, n * scale, sep) / unit_chars > frac:
+    top = [n for n in sorted(cfg.top_ngram) if len(units) >= 2 * n * scale]
+    dup = [n for n in sorted(cfg.dup_ngram) if len(units) >= 2 * n * scale]
+    rep = ngram_repetition(units, [n * scale for n in top] + [n * scale for n in dup[:1]])
+    for n in top:
+        if rep[n * scale][0] > cfg.top_ngram[n]:
             return f"top_{n}gram"
-    for n, frac in sorted(cfg.dup_ngram.items()):
-        if len(units) >= 2 * n * scale and _dup_ngram_chars(units, n * scale, sep) / unit_chars > frac:
+    if not dup:
+        return None
+    # a repeated (n+1)-gram contains repeated n-grams, so coverage only shrinks as n grows: when the
+    # smallest n is under every threshold, the larger ones need not be computed
+    first = rep[dup[0] * scale][1]
+    if first > cfg.dup_ngram[dup[0]]:
+        return f"dup_{dup[0]}gram"
+    if first <= min(cfg.dup_ngram[n] for n in dup):
+        return None
+    rep = ngram_repetition(units, [n * scale for n in dup[1:]])
+    for n in dup[1:]:
+        if rep[n * scale][1] > cfg.dup_ngram[n]:
             return f"dup_{n}gram"
     return None
 
@@ -149,7 +182,7 @@ class Quality(Step):
                 return "quality:gopher_stopwords"
         else:
             words = text.split()
-            units, sep = words, " "
+            units, sep = _WORDLIKE.findall(text), " "  # punctuation tokens are not words
             if len(words) < c.min_words:
                 return "length"
             reason = self._gopher(text, words)
@@ -174,7 +207,7 @@ class Quality(Step):
 
     def _gopher(self, text: str, words: list[str]) -> str | None:
         c = self.cfg
-        tokens = [w for w in words if any(ch.isalnum() for ch in w)]  # punctuation tokens aside
+        tokens = _WORDLIKE.findall(text)  # punctuation tokens aside
         n = len(tokens)
         if n < c.min_words:
             return "length"
@@ -185,7 +218,7 @@ class Quality(Step):
             symbols = text.count("#") + text.count("...") + text.count("…")
             if symbols / n > c.max_symbol_ratio:
                 return "quality:gopher_symbols"
-            if sum(1 for w in tokens if any(ch.isalpha() for ch in w)) / n < c.min_alpha_words:
+            if len(_ALPHA_WORD.findall(text)) / n < c.min_alpha_words:
                 return "quality:gopher_alpha"
         lines = [ln for ln in text.split("\n") if ln.strip()]
         if len(lines) >= 3:
