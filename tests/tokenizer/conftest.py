@@ -76,23 +76,24 @@ _CACHE: dict = {}
 
 @pytest.fixture(scope="session")
 def small_mixed_docs(en_docs, zh_docs) -> list[str]:
-    """A third of the English and a fifth of the Chinese: Unigram training is the slowest."""
-    return en_docs[: len(en_docs) // 3] + zh_docs[: len(zh_docs) // 5]
+    """~50 KB English + ~15 KB Chinese, for the many family/kind combinations and for slow Unigram."""
+    return en_docs[: len(en_docs) // 6] + zh_docs[: len(zh_docs) // 10]
 
 
 @pytest.fixture(scope="session")
 def trained(mixed_docs, small_mixed_docs):
-    """``trained(kind, family="gpt", vocab_size=...)``: a tokenizer on the mixed corpus, cached.
+    """``trained(kind, family="gpt", vocab_size=..., small=False)``: a tokenizer on the mixed corpus, cached.
 
-    Unigram trains on the smaller corpus (and needs a vocabulary holding every character seen).
+    ``small`` (always for Unigram, the slowest trainer) uses the smaller corpus and 3000 tokens.
     """
 
-    def get(kind: str, family: str = "gpt", vocab_size: int | None = None, **kw):
-        vocab_size = vocab_size or (3000 if kind == "unigram" else 6000)
-        key = (kind, family, vocab_size, tuple(sorted(kw.items())))
+    def get(kind: str, family: str = "gpt", vocab_size: int | None = None, small: bool = False, **kw):
+        small = small or kind == "unigram"
+        vocab_size = vocab_size or (3000 if small else 6000)
+        key = (kind, family, vocab_size, small, tuple(sorted(kw.items())))
         if key not in _CACHE:
             cfg = TokenizerConfig(kind=kind, family=family, vocab_size=vocab_size, **kw)
-            _CACHE[key] = train_tokenizer(small_mixed_docs if kind == "unigram" else mixed_docs, cfg)
+            _CACHE[key] = train_tokenizer(small_mixed_docs if small else mixed_docs, cfg)
         return _CACHE[key]
 
     return get

@@ -89,12 +89,12 @@ def test_every_kind_handles_mixed_text(trained, kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_family_special_tokens_have_fixed_ids(trained, kind):
-    gpt = trained(kind, family="gpt")
+    gpt = trained(kind, family="gpt", small=True)
     assert gpt.id_to_token(0) == "<|endoftext|>"
     assert gpt.eos_id == gpt.pad_id == gpt.bos_id == 0
     assert gpt.cls_id is None and gpt.mask_id is None
 
-    bert = trained(kind, family="bert")
+    bert = trained(kind, family="bert", small=True)
     assert [bert.id_to_token(i) for i in range(5)] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     assert (bert.pad_id, bert.unk_id, bert.cls_id, bert.sep_id, bert.mask_id) == (0, 1, 2, 3, 4)
     assert bert.eos_id is None
@@ -102,7 +102,7 @@ def test_family_special_tokens_have_fixed_ids(trained, kind):
     assert with_specials[0] == bert.cls_id and with_specials[-1] == bert.sep_id
     assert with_specials[1:-1] == bert.encode("to be")
 
-    s2s = trained(kind, family="seq2seq")
+    s2s = trained(kind, family="seq2seq", small=True)
     assert [s2s.id_to_token(i) for i in range(4)] == ["<pad>", "<s>", "</s>", "<unk>"]
     assert (s2s.pad_id, s2s.bos_id, s2s.eos_id, s2s.unk_id) == (0, 1, 2, 3)
     assert s2s.encode("to be", add_special_tokens=True) == s2s.encode("to be") + [2]
@@ -124,7 +124,7 @@ def test_special_tokens_override(mixed_docs):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_save_load_gives_identical_encodings(trained, held_out, tmp_path, kind):
-    tok = trained(kind, family="seq2seq")
+    tok = trained(kind, family="seq2seq", small=True)
     tok.save(tmp_path)
     assert (tmp_path / "tokenizer.json").exists() and (tmp_path / "tokenizer_meta.json").exists()
     for loaded in (Tok.load(tmp_path), Tok.load(tmp_path / "tokenizer.json")):
