@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -59,8 +60,8 @@ def tokenizer_stats(tok: Tok, file: str | Path, txt_split: str = "paragraph", ma
         if max_docs is not None:
             batch = batch[: max_docs - seen]
         acc.add_text(batch)
-        for ids in tok.encode_batch(batch):
-            acc.add_ids(np.asarray(ids))
+        ids = tok.encode_batch(batch)
+        acc.add_ids(np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=sum(map(len, ids))))
         seen += len(batch)
         if max_docs is not None and seen >= max_docs:
             break
