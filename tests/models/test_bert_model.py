@@ -139,3 +139,23 @@ def test_masking_info_from_a_wordpiece_tokenizer():
     sel = labels != -100
     first_word_end = int(cont[1:].logical_not().nonzero()[0]) + 1  # index where the second word starts
     assert (sel[:, :first_word_end].all(1) | ~sel[:, :first_word_end].any(1)).all()
+
+
+def test_masking_info_from_an_lmforge_tok_and_a_dict():
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    from lmforge.tokenizer.tok import Tok
+
+    hf = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    hf.pre_tokenizer = pre_tokenizers.Whitespace()
+    hf.train_from_iterator(["masked language models predict hidden words"] * 20,
+                           trainers.WordPieceTrainer(vocab_size=120, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+    tok = Tok(hf)
+    info = MaskingInfo.coerce(tok)
+    assert info.mask_token_id == tok.mask_id and tok.pad_id in info.special_ids
+    as_dict = {"mask_token_id": 3, "vocab_size": 100, "special_ids": [0, 1, 2, 3]}
+    assert MaskingInfo.coerce(as_dict) == INFO
+    ids = torch.randint(4, 100, (4, 50))
+    a = mask_tokens(ids, as_dict, generator=torch.Generator().manual_seed(0))
+    b = mask_tokens(ids, INFO, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])

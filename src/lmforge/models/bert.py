@@ -63,7 +63,12 @@ class MaskingInfo:
 
     @classmethod
     def from_tokenizer(cls, tok, mask_token: str = "[MASK]") -> "MaskingInfo":
-        """From a ``tokenizers.Tokenizer``: special tokens are the added special tokens."""
+        """From a ``tokenizers.Tokenizer`` or an lmforge ``Tok``; special tokens are the added special tokens.
+
+        Build it once (it scans the vocabulary) and reuse it for every batch.
+        """
+        if hasattr(tok, "hf") and getattr(tok, "mask_id", None) is not None:  # lmforge.tokenizer.Tok
+            mask_token, tok = tok.hf.id_to_token(tok.mask_id), tok.hf
         vocab = tok.get_vocab(with_added_tokens=True)
         specials = [i for i, t in tok.get_added_tokens_decoder().items() if t.special]
         if mask_token not in vocab:
@@ -82,9 +87,13 @@ class MaskingInfo:
 
     @classmethod
     def coerce(cls, info) -> "MaskingInfo":
-        return info if isinstance(info, cls) else cls(**{k: info[k] for k in
-                                                         ("mask_token_id", "vocab_size", "special_ids",
-                                                          "continuation_ids") if k in info})
+        """A MaskingInfo from itself, a dict of its fields, or a tokenizer (see ``from_tokenizer``)."""
+        if isinstance(info, cls):
+            return info
+        if isinstance(info, dict):
+            return cls(**{k: info[k] for k in ("mask_token_id", "vocab_size", "special_ids", "continuation_ids")
+                          if k in info})
+        return cls.from_tokenizer(info)
 
 
 def mask_tokens(ids: torch.Tensor, tok_info, prob: float = 0.15, whole_word: bool = False,
