@@ -118,3 +118,23 @@ def test_cli_errors_are_input_errors(tmp_path):
 def test_cli_help_has_an_example(command):
     r = runner.invoke(app, [command, "--help"])
     assert r.exit_code == 0 and f"lmforge tokenizer {command}" in r.output
+
+
+def test_cli_bad_option_names_the_option(tmp_path):
+    from lmforge.errors import ConfigError
+
+    (tmp_path / "a.txt").write_text("hello world\n")
+    r = runner.invoke(app, ["train", str(tmp_path / "a.txt"), "-o", str(tmp_path / "t"), "--kind", "sentencepiece"])
+    assert isinstance(r.exception, ConfigError) and "--kind" in str(r.exception)
+    r = runner.invoke(app, ["train", str(tmp_path / "a.txt"), "-o", str(tmp_path / "t"), "--special-tokens", "<s>,<s>"])
+    assert isinstance(r.exception, ConfigError) and "--special-tokens" in str(r.exception)
+
+
+def test_cli_special_tokens_and_lowercase(tmp_path, splits):
+    train, _, _ = splits
+    r = runner.invoke(app, ["train", str(train), "-o", str(tmp_path / "t"), "--kind", "wordpiece", "--vocab-size", "800",
+                            "--special-tokens", "[PAD],[UNK],[CLS],[SEP],[MASK],[E1]", "--lowercase"])
+    assert r.exit_code == 0, r.output
+    tok = Tok.load(tmp_path / "t")
+    assert tok.token_to_id("[E1]") == 5 and tok.family == "gpt" and tok.mask_id == 4
+    assert tok.encode("KING") == tok.encode("king")
