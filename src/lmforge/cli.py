@@ -145,8 +145,10 @@ def _mount_subapps() -> None:
     from .data.cli import app as data_app
     from .tokenizer.cli import app as tokenizer_app
 
-    app.add_typer(data_app, name="data", help="Data pipeline: process, split, stats, crawl, leakage.")
-    app.add_typer(tokenizer_app, name="tokenizer", help="Train tokenizers, encode corpora to token shards, stats.")
+    app.add_typer(data_app, name="data", help="Data pipeline: process, split, stats, crawl, leakage.\n\n"
+                  "Example: lmforge data process examples/data/raw --output out/clean --languages en")
+    app.add_typer(tokenizer_app, name="tokenizer", help="Train tokenizers, encode corpora to token shards, stats.\n\n"
+                  "Example: lmforge tokenizer train corpus.txt --output tok --kind byte_bpe --vocab-size 8192")
 
 
 _mount_subapps()
@@ -171,13 +173,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit as e:  # --help etc.
         return int(e.code or 0)
-    except Exception as err:  # click usage errors
-        import click
-
-        if isinstance(err, click.exceptions.ClickException):
+    except Exception as err:
+        # usage errors from click (typer may vendor its own copy of click, so match by shape)
+        if hasattr(err, "show") and hasattr(err, "exit_code"):
             err.show()
             return err.exit_code
-        if isinstance(err, click.exceptions.Abort):
+        if type(err).__name__ == "Abort":
             return 1
         raise
     return 0

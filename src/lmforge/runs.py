@@ -145,7 +145,9 @@ def set_seed(seed: int) -> None:
 
 
 def now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    from datetime import datetime
+
+    return datetime.now().astimezone().isoformat(timespec="milliseconds")
 
 
 # ---------------------------------------------------------------------------------------------

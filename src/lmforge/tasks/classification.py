@@ -34,6 +34,17 @@ class LabeledData(StrictModel):
     val_fraction: float = Field(0.1, gt=0, lt=1)
 
 
+class FinetuneTrainConfig(TrainConfig):
+    """Trainer defaults suited to fine-tuning; a partial ``train:`` section keeps the rest of them."""
+
+    max_steps: int = Field(300, ge=1)
+    lr: float = Field(3e-4, gt=0)
+    warmup_steps: int = Field(30, ge=0)
+    eval_every: int = Field(50, ge=1)
+    weight_decay: float = Field(0.01, ge=0)
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)
+
+
 class FinetuneConfig(StrictModel):
     task: Literal["classification"] = "classification"
     data: LabeledData
@@ -41,8 +52,7 @@ class FinetuneConfig(StrictModel):
     pooling: Literal["mean", "last"] = "mean"
     dropout: float = Field(0.1, ge=0, lt=1)
     compare_random_init: bool = True
-    train: TrainConfig = TrainConfig(max_steps=300, batch_size=32, lr=3e-4, warmup_steps=30, eval_every=50,
-                                     weight_decay=0.01, min_lr_ratio=0.0)
+    train: FinetuneTrainConfig = Field(default_factory=FinetuneTrainConfig)
 
     def input_paths(self) -> list[str]:
         return [self.data.train, self.data.test]

@@ -1,0 +1,58 @@
+"""The CLI contract: help with examples everywhere, one-line errors, --debug tracebacks."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lmforge.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+VERBS = ["run", "data", "tokenizer", "pretrain", "finetune", "evaluate", "generate", "report"]
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_help_has_example(verb, capsys):
+    assert main([verb, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "Example" in out or "example" in out
+
+
+def test_unknown_key_is_one_line_with_suggestion():
+    res = subprocess.run([sys.executable, "-m", "lmforge", "run", "recipes/quickstart.yaml", "nosuch.key=1"],
+                         cwd=REPO, capture_output=True, text=True)
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    assert "unknown config key 'nosuch'" in res.stderr
+    assert "hint" in res.stderr
+
+
+def test_typo_gets_did_you_mean(capsys):
+    assert main(["run", str(REPO / "recipes/quickstart.yaml"), "pretrain.train.max_step=5"]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'pretrain.train.max_steps'" in " ".join(err.split())
+
+
+def test_debug_shows_traceback():
+    res = subprocess.run([sys.executable, "-m", "lmforge", "--debug", "run", "recipes/quickstart.yaml", "nosuch.key=1"],
+                         cwd=REPO, capture_output=True, text=True)
+    assert res.returncode != 0 and "Traceback" in res.stderr
+
+
+def test_missing_recipe_and_missing_model(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "none.yaml")]) == 2
+    assert "recipe not found" in capsys.readouterr().err
+    assert main(["generate", "--model", str(tmp_path), "--prompt", "x"]) == 2
+    assert "no config.json" in capsys.readouterr().err
+    assert main(["report", str(tmp_path)]) == 2
+
+
+def test_print_config_shows_overrides(capsys):
+    assert main(["run", str(REPO / "recipes/quickstart.yaml"), "pretrain.train.max_steps=7", "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert "max_steps: 7" in out and "name: quickstart" in out
+
+
+def test_usage_error_exit_code(capsys):
+    assert main(["run"]) == 2
