@@ -158,9 +158,10 @@ def phase1(shard: Shard, cfg: DataStageConfig, work: Path) -> None:
             w.abort()
         raise
     n = kept_w.count
-    np.savez(f"{base}.sig.tmp.npz", keys=np.array(keys, dtype=np.uint64),
-             sigs=np.array(sigs, dtype=np.uint32).reshape(n, -1) if sigs else np.zeros((n, 0), np.uint32),
-             bands=np.array(bands, dtype=np.uint64).reshape(n, -1) if bands else np.zeros((n, 0), np.uint64))
+    perm, nb = (cfg.dedup.num_perm, hasher.bands) if hasher is not None else (0, 0)
+    np.savez(f"{base}.sig.tmp.npz", keys=np.array(keys, dtype=np.uint64).reshape(-1),
+             sigs=np.array(sigs, dtype=np.uint32).reshape(n, perm),
+             bands=np.array(bands, dtype=np.uint64).reshape(n, nb))
     Path(f"{base}.sig.tmp.npz").replace(f"{base}.sig.npz")
     stats = {s.name: s.stats.to_dict() for s in steps}
     stats["read"] = {"in": counts["records_in"], "out": counts["records_in"] - counts["errors"],
