@@ -156,3 +156,19 @@ def test_kill_and_resume_gives_identical_output(tmp_path, dataset):
     a, b = (json.loads((d / "stats.json").read_text()) for d in (out, tmp_path / "ref"))
     assert {k: v for k, v in a.items() if k not in ("seconds", "steps")} == \
            {k: v for k, v in b.items() if k not in ("seconds", "steps")}
+
+
+def test_stats_card(tmp_path, dataset):
+    corpus = make_corpus(tmp_path, dataset)
+    process(DataStageConfig(inputs=[str(corpus)], languages=["en", "zh"]), tmp_path / "out")
+    res = subprocess.run(_cli("stats", str(tmp_path / "out"), "--output", str(tmp_path / "card.html")),
+                         capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 0, res.stderr
+    page = (tmp_path / "card.html").read_text(encoding="utf-8")
+    for needle in ("Length of kept documents", "Language mix", "dedup:exact", "lang:de", "<svg", "Duplicate clusters"):
+        assert needle in page
+    from lmforge.data.card import summarize
+
+    s = summarize([tmp_path / "out"])
+    assert s["documents"] == json.loads((tmp_path / "out" / "stats.json").read_text())["kept"]
+    assert set(s["languages"]) == {"en", "zh"} and s["cluster_sizes"]
