@@ -172,3 +172,20 @@ def test_stats_card(tmp_path, dataset):
     s = summarize([tmp_path / "out"])
     assert s["documents"] == json.loads((tmp_path / "out" / "stats.json").read_text())["kept"]
     assert set(s["languages"]) == {"en", "zh"} and s["cluster_sizes"]
+
+
+def test_paragraph_dedup_removes_repeated_lines(tmp_path, dataset):
+    paras = paragraphs(dataset("pretrain/gutenberg/austen-sense.txt"), 6, 200)
+    boiler = "Subscribe to our newsletter for weekly updates about new books and authors."
+    recs = [{"id": f"d{i}", "text": f"{p}\n{boiler}"} for i, p in enumerate(paras[:5])]
+    recs.append({"id": "only-boiler", "text": boiler})
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    stats = process(DataStageConfig.model_validate({"inputs": [str(src)], "dedup": {"paragraph": True}}),
+                    tmp_path / "out")
+    kept = {r["id"]: r["text"] for r in read_dir(tmp_path / "out" / "kept")}
+    assert kept["d0"].endswith(boiler)  # the first occurrence stays
+    assert all(kept[f"d{i}"] == paras[i] for i in range(1, 5))
+    assert "only-boiler" not in kept
+    assert stats["steps"]["paragraph_dedup"]["dropped"] == {"dedup:paragraph": 1}
+    assert stats["records_in"] == stats["kept"] + stats["dropped"] + stats["errors"]

@@ -30,7 +30,7 @@ from .config import DataStageConfig
 from .document import Document, ReadError
 from .readers import InputFile, expand_inputs, read_file
 from .steps import PII, LangId, MinHasher, Normalize, Precheck, Quality, Segment, exact_key
-from .steps.base import StepStats
+from .steps.base import Step, StepStats
 from .steps.dedup import exact_duplicates, near_clusters
 from .writers import ShardWriter, dumps, iter_jsonl, shard_suffix
 
@@ -109,6 +109,7 @@ def phase1(shard: Shard, cfg: DataStageConfig, work: Path) -> None:
     dedup_stats = StepStats("dedup")
     counts = Counter()
     keys: list[int] = []
+    paras: list[tuple[int, int, int]] = []  # (line hash, row, line index) for paragraph dedup
     sigs: list[np.ndarray] = []
     bands: list[np.ndarray] = []
     read_seconds = 0.0
@@ -145,6 +146,10 @@ def phase1(shard: Shard, cfg: DataStageConfig, work: Path) -> None:
             t = time.perf_counter()
             if cfg.dedup.exact or cfg.dedup.near:
                 keys.append(exact_key(doc.text))
+            if cfg.dedup.paragraph:
+                for j, line in enumerate(doc.text.split("\n")):
+                    if line.strip():
+                        paras.append((exact_key(line), kept_w.count, j))
             if hasher is not None:
                 sig = hasher.signature(doc.text)
                 sigs.append(sig)
@@ -161,7 +166,9 @@ def phase1(shard: Shard, cfg: DataStageConfig, work: Path) -> None:
     perm, nb = (cfg.dedup.num_perm, hasher.bands) if hasher is not None else (0, 0)
     np.savez(f"{base}.sig.tmp.npz", keys=np.array(keys, dtype=np.uint64).reshape(-1),
              sigs=np.array(sigs, dtype=np.uint32).reshape(n, perm),
-             bands=np.array(bands, dtype=np.uint64).reshape(n, nb))
+             bands=np.array(bands, dtype=np.uint64).reshape(n, nb),
+             para=np.array([p[0] for p in paras], dtype=np.uint64),
+             para_pos=np.array([p[1:] for p in paras], dtype=np.int64).reshape(-1, 2))
     Path(f"{base}.sig.tmp.npz").replace(f"{base}.sig.npz")
     stats = {s.name: s.stats.to_dict() for s in steps}
     stats["read"] = {"in": counts["records_in"], "out": counts["records_in"] - counts["errors"],
@@ -215,21 +222,49 @@ def phase2(shards: list[Shard], cfg: DataStageConfig, work: Path) -> None:
         exact_sizes = Counter(dup_of[reason == 1].tolist())
         for _, c in exact_sizes.items():
             cluster_sizes[c + 1] += 1
+    lines = _paragraph_decisions(shards, work, offsets, reason) if cfg.dedup.paragraph else {}
     ids = _load_ids(shards, work)
     for s in shards:
         lo, hi = offsets[s.index], offsets[s.index + 1]
-        dec = {}
+        dec: dict = {"lines": lines.get(s.index, {})}
         for row in np.flatnonzero(reason[lo:hi]):
             g = lo + row
             target = dup_of[g]
             while reason[target] != 0:  # follow to the copy that is kept
                 target = dup_of[target]
             dec[str(int(row))] = ["dedup:exact" if reason[g] == 1 else "dedup:near", ids[int(target)]]
+            dec["lines"].pop(str(int(row)), None)
         atomic_write_json(work / "p2" / f"{_name(s.index)}.json", dec)
     atomic_write_json(work / "p2" / "summary.json", {
         "seconds": time.perf_counter() - t, "exact": int((reason == 1).sum()), "near": int((reason == 2).sum()),
         "cluster_sizes": {str(k): v for k, v in sorted(cluster_sizes.items())}})
     atomic_write_text(done, "ok\n")
+
+
+def _paragraph_decisions(shards: list[Shard], work: Path, offsets: np.ndarray, reason: np.ndarray) -> dict:
+    """{shard: {row: [line indices]}} for lines (paragraphs, CCNet-style) seen in an earlier
+    document that is kept; the first occurrence in input order stays."""
+    hashes, rows, idx, owner = [], [], [], []
+    for s in shards:
+        z = np.load(work / "p1" / f"{_name(s.index)}.sig.npz")
+        pos = z["para_pos"]
+        hashes.append(z["para"])
+        rows.append(pos[:, 0] + offsets[s.index])
+        idx.append(pos[:, 1])
+        owner.append(np.full(len(pos), s.index))
+    if not hashes or not sum(len(h) for h in hashes):
+        return {}
+    h, g, j, o = (np.concatenate(x) for x in (hashes, rows, idx, owner))
+    live = reason[g] == 0  # lines of documents dropped as duplicates do not count
+    h, g, j, o = h[live], g[live], j[live], o[live]
+    _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
+    repeat = first[inverse.reshape(-1)] != np.arange(len(h))
+    repeat &= g[first[inverse.reshape(-1)]] != g  # a line repeated inside one document is not removed
+    out: dict = {}
+    for k in np.flatnonzero(repeat):
+        sh = int(o[k])
+        out.setdefault(sh, {}).setdefault(str(int(g[k] - offsets[sh])), []).append(int(j[k]))
+    return out
 
 
 def _load_ids(shards: list[Shard], work: Path) -> list[str]:
@@ -243,13 +278,38 @@ def _load_ids(shards: list[Shard], work: Path) -> list[str]:
 # phase 3
 
 
+class ParagraphDedup(Step):
+    """Removes lines already seen in an earlier kept document (phase 2 decided which)."""
+
+    name = "paragraph_dedup"
+
+    def __init__(self, lines: dict[str, list[int]]):
+        super().__init__()
+        self.lines = lines
+
+    def process(self, doc: Document) -> Document | str:
+        drop = set(self.lines.get(str(doc.meta.get("_row")), ()))
+        if not drop:
+            return doc
+        kept = [ln for j, ln in enumerate(doc.text.split("\n")) if j not in drop]
+        self.stats.counters["lines_removed"] += len(drop)
+        text = "\n".join(kept).strip()
+        if not text:
+            doc.meta.pop("_row", None)
+            return "dedup:paragraph"
+        doc.text = text
+        doc.meta["lines_removed"] = len(drop)
+        return doc
+
+
 def phase3(shard: Shard, cfg: DataStageConfig, work: Path, out: Path) -> None:
     done = work / "p3" / f"{_name(shard.index)}.done"
     if done.exists():
         return
     suffix = shard_suffix(cfg.output.format)
     decisions = json.loads((work / "p2" / f"{_name(shard.index)}.json").read_text(encoding="utf-8"))
-    post = [Segment(cfg.segment)] if cfg.segment.enabled else []
+    lines = decisions.pop("lines", {})
+    post = ([ParagraphDedup(lines)] if cfg.dedup.paragraph else []) + ([Segment(cfg.segment)] if cfg.segment.enabled else [])
     base = work / "p1" / _name(shard.index)
     with ShardWriter(out / "kept" / f"{_name(shard.index)}{suffix}", cfg.output.format) as kept_w, \
             ShardWriter(out / "dropped" / f"{_name(shard.index)}{suffix}", cfg.output.format) as drop_w:
@@ -262,12 +322,15 @@ def phase3(shard: Shard, cfg: DataStageConfig, work: Path, out: Path) -> None:
                 if dec:
                     drop_w.write({**rec, "meta": {**rec["meta"], "dup_of": dec[1]}, "reason": dec[0]})
                 else:
-                    yield Document.from_dict(rec)
+                    doc = Document.from_dict(rec)
+                    doc.meta["_row"] = row
+                    yield doc
 
         stream = survivors()
         for step in post:
             stream = step(stream, lambda d, r: drop_w.write({**d.to_dict(), "reason": r}))
         for doc in stream:
+            doc.meta.pop("_row", None)
             kept_w.write(doc.to_dict())
     atomic_write_json(f"{base}.post.json", {s.name: s.stats.to_dict() for s in post})
     atomic_write_text(done, "ok\n")
