@@ -30,7 +30,10 @@ _KEY_RUNS = {row[i:i + 5] for row in _ROWS for i in range(len(row) - 4)} | \
 _MASH = re.compile(r"\b(?:[bcdfghjklmnpqrstvwxz]{4,}|[a-z]*(?:[bcdfghjklmnpqrstvwxz]{6}|"
                    + "|".join(sorted(_KEY_RUNS)) + r")[a-z]*)\b")
 _LATIN4 = re.compile(r"\b[a-z]{4,}\b")
-_ALNUM = re.compile(r"[^\W_]")
+_SYMBOL = re.compile(r"[^\w\s]|_")
+_ALNUM_RUN = re.compile(r"[^\W_]+")
+_CAPS_WORD = re.compile(r"\b[A-Z]{2,}\b")
+_GOPHER_RE = re.compile(r"\b(?:" + "|".join(sorted(GOPHER)) + r")\b", re.IGNORECASE)
 _WORDLIKE = re.compile(r"\S*[^\W_]\S*")
 _ALPHA_WORD = re.compile(r"\S*[^\W\d_]\S*")
 _SPACE = re.compile(r"\s+")
@@ -44,6 +47,19 @@ _SPAM = ("click here", "buy now", "order now", "act now", "free shipping", "limi
 # function characters of modern and classical Chinese: any real Chinese sentence has a few
 _ZH_FUNCTION = set("的了是在不有和也之而其以于为这那我你他她它们曰乃者所矣焉乎哉兮亦皆又与及因此彼即则便就将把被都来去上下中无着过"
                    "一人说道得个")
+
+
+_ZH_FUNCTION_RE = re.compile("[" + "".join(sorted(_ZH_FUNCTION)) + "]")
+
+
+def _count_upto(rx: re.Pattern, text: str, k: int) -> int:
+    """Matches of ``rx`` in ``text``, counting no further than ``k``."""
+    n = 0
+    for _ in rx.finditer(text):
+        n += 1
+        if n >= k:
+            break
+    return n
 
 
 def is_cjk_text(text: str) -> bool:
@@ -66,16 +82,29 @@ def _dup(items: list[str]) -> tuple[int, int]:
 _MULT = np.uint64(0x9E3779B97F4A7C15)
 
 
-def ngram_repetition(units: list[str], sizes: list[int]) -> dict[int, tuple[float, float]]:
+def unit_arrays(units: list[str] | str) -> tuple[np.ndarray, np.ndarray]:
+    """(hashes, lengths) of the units: a list of words, or a string whose characters are the units.
+
+    Python's ``hash`` is fine here: only equality inside one document matters.
+    """
+    if isinstance(units, str):
+        h = np.frombuffer(units.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64) * _MULT
+        return h, np.ones(len(h), dtype=np.int64)
+    h = np.array([hash(u) for u in units], dtype=np.int64).view(np.uint64)
+    return h, np.fromiter(map(len, units), dtype=np.int64, count=len(units))
+
+
+def ngram_repetition(units: list[str] | str, sizes: list[int], top_limits: dict[int, float] | None = None
+                     ) -> dict[int, tuple[float, float]]:
     """For each n: (chars of the most frequent repeated n-gram x its count, chars covered by
     n-grams that occurred earlier), both as fractions of the characters in ``units``.
 
-    Vectorised with numpy: unit hashes (Python's ``hash``; equality inside one document is all that
-    matters) are combined into rolling n-gram hashes, so a 10k-word document costs a few array ops.
+    Vectorised with numpy: unit hashes are combined into rolling n-gram hashes, so a 10k-word
+    document costs a few array operations per n. Where an upper bound already proves the top
+    n-gram fraction is within ``top_limits[n]``, the bound is returned instead of the exact value.
     """
-    m_units = len(units)
-    h = np.array([hash(u) for u in units], dtype=np.int64).view(np.uint64)
-    lens = np.fromiter(map(len, units), dtype=np.int64, count=m_units)
+    h, lens = unit_arrays(units)
+    m_units = len(h)
     cum = np.concatenate([[0], np.cumsum(lens)])
     total = max(1, int(cum[-1]))
     out: dict[int, tuple[float, float]] = {}
@@ -86,24 +115,31 @@ def ngram_repetition(units: list[str], sizes: list[int]) -> dict[int, tuple[floa
             if n not in sizes or len(g) == 0:
                 continue
             m = len(g)
-            _, first, inverse, counts = np.unique(g, return_index=True, return_inverse=True, return_counts=True)
             gram_chars = cum[n:n + m] - cum[:m]
+            _, counts = np.unique(g, return_counts=True)
+            cmax = int(counts.max())
+            if cmax < 2:  # no n-gram occurs twice: nothing repeated at all
+                out[n] = (0.0, 0.0)
+                continue
+            bound = cmax * int(gram_chars.max()) / total
+            need_dup = top_limits is None or n not in top_limits
+            if not need_dup and bound <= top_limits[n]:
+                out[n] = (bound, 0.0)
+                continue
+            _, first, inverse, counts = np.unique(g, return_index=True, return_inverse=True, return_counts=True)
             best = np.flatnonzero(counts == counts.max())
             k = int(best[np.argmin(first[best])])  # ties: the earliest n-gram, whatever the hashes
-            top = int(counts[k] * gram_chars[first[k]]) if counts[k] > 1 else 0
+            top = int(counts[k] * gram_chars[first[k]])
             starts = np.flatnonzero(first[inverse.reshape(-1)] != np.arange(m))
-            if len(starts):
-                d = np.zeros(m_units + 1, dtype=np.int64)
-                np.add.at(d, starts, 1)
-                np.add.at(d, starts + n, -1)
-                dup = int(lens[np.cumsum(d)[:m_units] > 0].sum())
-            else:
-                dup = 0
+            d = np.zeros(m_units + 1, dtype=np.int64)
+            np.add.at(d, starts, 1)
+            np.add.at(d, starts + n, -1)
+            dup = int(lens[np.cumsum(d)[:m_units] > 0].sum())
             out[n] = (top / total, dup / total)
     return out
 
 
-def repetition_reason(text: str, units: list[str], sep: str, cfg: QualityConfig, scale: int = 1) -> str | None:
+def repetition_reason(text: str, units: list[str] | str, cfg: QualityConfig, scale: int = 1) -> str | None:
     """Gopher repetition rules; returns the sub-rule that fired or None.
 
     ``scale`` multiplies n-gram sizes: for CJK the units are characters, and a Chinese word is about
@@ -128,7 +164,8 @@ def repetition_reason(text: str, units: list[str], sep: str, cfg: QualityConfig,
         return None
     top = [n for n in sorted(cfg.top_ngram) if len(units) >= 2 * n * scale]
     dup = [n for n in sorted(cfg.dup_ngram) if len(units) >= 2 * n * scale]
-    rep = ngram_repetition(units, [n * scale for n in top] + [n * scale for n in dup[:1]])
+    rep = ngram_repetition(units, [n * scale for n in top] + [n * scale for n in dup[:1]],
+                           top_limits={n * scale: cfg.top_ngram[n] for n in top})
     for n in top:
         if rep[n * scale][0] > cfg.top_ngram[n]:
             return f"top_{n}gram"
@@ -167,25 +204,22 @@ class Quality(Step):
         nonspace = len(_SPACE.sub("", text))
         if not nonspace:
             return "empty"
-        alnum = _ALNUM.findall(text)
-        if nonspace >= 20 and len(alnum) / nonspace < c.min_alnum_ratio:
+        symbols = len(_SYMBOL.findall(text))
+        if nonspace >= 20 and (nonspace - symbols) / nonspace < c.min_alnum_ratio:
             return "quality:symbols"
         if "www." in text or "://" in text:
             if sum(len(m) for m in _URL.findall(text)) / nonspace > c.max_url_ratio:
                 return "quality:links"
+        units: list[str] | str
         if cjk:
-            units = alnum
-            sep = ""
-            if len(_HAN.findall(text)) < c.min_cjk_chars:
+            units = "".join(_ALNUM_RUN.findall(text))  # characters are the units
+            if _count_upto(_HAN, text, c.min_cjk_chars) < c.min_cjk_chars:
                 return "length"
-            if len(units) >= 50 and sum(ch in _ZH_FUNCTION for ch in units) < c.min_stopwords:
+            if len(units) >= 50 and _count_upto(_ZH_FUNCTION_RE, units, c.min_stopwords) < c.min_stopwords:
                 return "quality:gopher_stopwords"
         else:
-            words = text.split()
-            units, sep = _WORDLIKE.findall(text), " "  # punctuation tokens are not words
-            if len(words) < c.min_words:
-                return "length"
-            reason = self._gopher(text, words)
+            units = _WORDLIKE.findall(text)  # punctuation tokens are not words
+            reason = self._gopher(text, units)
             if reason:
                 return reason
         if len(units) > c.max_words:
@@ -197,7 +231,7 @@ class Quality(Step):
             if reason:
                 return reason
         if c.repetition:
-            rule = repetition_reason(text, units, sep, c, scale=2 if cjk else 1)
+            rule = repetition_reason(text, units, c, scale=2 if cjk else 1)
             if rule:
                 self.stats.counters[f"repetition:{rule}"] += 1
                 return "quality:gopher_repetition"
@@ -205,14 +239,13 @@ class Quality(Step):
             doc.text = text
         return doc
 
-    def _gopher(self, text: str, words: list[str]) -> str | None:
+    def _gopher(self, text: str, tokens: list[str]) -> str | None:
         c = self.cfg
-        tokens = _WORDLIKE.findall(text)  # punctuation tokens aside
         n = len(tokens)
         if n < c.min_words:
             return "length"
         if n >= c.stats_min_words:
-            mean = sum(len(w) for w in tokens) / n
+            mean = len("".join(tokens)) / n
             if not c.mean_word_len[0] <= mean <= c.mean_word_len[1]:
                 return "quality:gopher_word_len"
             symbols = text.count("#") + text.count("...") + text.count("…")
@@ -226,9 +259,9 @@ class Quality(Step):
                 return "quality:gopher_bullets"
             if sum(ln.rstrip().endswith(_ELLIPSIS) for ln in lines) / len(lines) > c.max_ellipsis_lines:
                 return "quality:gopher_ellipsis"
-        if n >= c.stopwords_min_words and sum(w.lower().strip(".,;:!?\"'()") in GOPHER for w in tokens) < c.min_stopwords:
+        if n >= c.stopwords_min_words and _count_upto(_GOPHER_RE, text, c.min_stopwords) < c.min_stopwords:
             return "quality:gopher_stopwords"
-        low = text.lower()
+        low = text[:5000].lower()  # a sample is enough for a ratio
         latin = len(_LATIN4.findall(low))
         if latin >= 4 and len(_MASH.findall(low)) / latin > c.max_mash_ratio:
             return "quality:mash"
@@ -275,6 +308,8 @@ class Quality(Step):
         hits = sum(low.count(p) for p in _SPAM)
         if hits >= 3 or (hits >= 2 and n_units < 150):
             return True
+        if not _CAPS_WORD.search(text):
+            return False
         words = [w for w in text.split() if w.isalpha() and len(w) > 1]
         return len(words) >= 10 and sum(w.isupper() for w in words) / len(words) > 0.8
 
