@@ -106,6 +106,7 @@ def mask_tokens(ids: torch.Tensor, tok_info, prob: float = 0.15, whole_word: boo
     """
     info = MaskingInfo.coerce(tok_info)
     ids = torch.as_tensor(ids, dtype=torch.long)
+    device, ids = ids.device, ids.cpu()  # the generator is a CPU one; masks are made on the CPU
     special = torch.zeros(max(info.vocab_size, int(ids.max()) + 1), dtype=torch.bool)
     special[torch.as_tensor(info.special_ids, dtype=torch.long)] = True
     is_special = special[ids]
@@ -131,7 +132,7 @@ def mask_tokens(ids: torch.Tensor, tok_info, prob: float = 0.15, whole_word: boo
     random_ids = normal[torch.randint(len(normal), ids.shape, generator=generator)]
     inputs = torch.where(to_mask, torch.full_like(ids, info.mask_token_id), ids)
     inputs = torch.where(to_random, random_ids, inputs)
-    return inputs, labels
+    return inputs.to(device), labels.to(device)
 
 
 # ---------------------------------------------------------------------------------------------
