@@ -26,16 +26,17 @@ import numpy as np
 
 from ..errors import InputError
 from ..runs import atomic_write_json, atomic_write_text, fingerprint
+from .accounting import collect
 from .config import DataStageConfig
 from .document import Document, ReadError
 from .readers import InputFile, expand_inputs, read_file
 from .steps import PII, LangId, MinHasher, Normalize, Precheck, Quality, Segment, exact_key
-from .steps.base import Step, StepStats
+from .steps.base import StepStats
 from .steps.dedup import exact_duplicates, near_clusters
-from .writers import ShardWriter, dumps, iter_jsonl, shard_suffix
+from .steps.paragraph import ParagraphDedup, paragraph_decisions
+from .writers import ShardWriter, iter_jsonl, shard_suffix
 
 SHARD_BYTES = 32 << 20
-PRE_STEPS = ["precheck", "normalize", "langid", "quality", "pii"]
 
 
 @dataclass
@@ -188,13 +189,12 @@ def phase2(shards: list[Shard], cfg: DataStageConfig, work: Path) -> None:
     if done.exists():
         return
     t = time.perf_counter()
-    keys, sigs, bands, owner = [], [], [], []
+    keys, sigs, bands = [], [], []
     for s in shards:
         z = np.load(work / "p1" / f"{_name(s.index)}.sig.npz")
         keys.append(z["keys"])
         sigs.append(z["sigs"])
         bands.append(z["bands"])
-        owner.append(np.full(len(z["keys"]), s.index, dtype=np.int64))
     all_keys = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
     n = len(all_keys)
     offsets = np.cumsum([0] + [len(k) for k in keys])
@@ -222,7 +222,7 @@ def phase2(shards: list[Shard], cfg: DataStageConfig, work: Path) -> None:
         exact_sizes = Counter(dup_of[reason == 1].tolist())
         for _, c in exact_sizes.items():
             cluster_sizes[c + 1] += 1
-    lines = _paragraph_decisions(shards, work, offsets, reason) if cfg.dedup.paragraph else {}
+    lines = paragraph_decisions(shards, work, offsets, reason) if cfg.dedup.paragraph else {}
     ids = _load_ids(shards, work)
     for s in shards:
         lo, hi = offsets[s.index], offsets[s.index + 1]
@@ -241,32 +241,6 @@ def phase2(shards: list[Shard], cfg: DataStageConfig, work: Path) -> None:
     atomic_write_text(done, "ok\n")
 
 
-def _paragraph_decisions(shards: list[Shard], work: Path, offsets: np.ndarray, reason: np.ndarray) -> dict:
-    """{shard: {row: [line indices]}} for lines (paragraphs, CCNet-style) seen in an earlier
-    document that is kept; the first occurrence in input order stays."""
-    hashes, rows, idx, owner = [], [], [], []
-    for s in shards:
-        z = np.load(work / "p1" / f"{_name(s.index)}.sig.npz")
-        pos = z["para_pos"]
-        hashes.append(z["para"])
-        rows.append(pos[:, 0] + offsets[s.index])
-        idx.append(pos[:, 1])
-        owner.append(np.full(len(pos), s.index))
-    if not hashes or not sum(len(h) for h in hashes):
-        return {}
-    h, g, j, o = (np.concatenate(x) for x in (hashes, rows, idx, owner))
-    live = reason[g] == 0  # lines of documents dropped as duplicates do not count
-    h, g, j, o = h[live], g[live], j[live], o[live]
-    _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
-    repeat = first[inverse.reshape(-1)] != np.arange(len(h))
-    repeat &= g[first[inverse.reshape(-1)]] != g  # a line repeated inside one document is not removed
-    out: dict = {}
-    for k in np.flatnonzero(repeat):
-        sh = int(o[k])
-        out.setdefault(sh, {}).setdefault(str(int(g[k] - offsets[sh])), []).append(int(j[k]))
-    return out
-
-
 def _load_ids(shards: list[Shard], work: Path) -> list[str]:
     ids: list[str] = []
     for s in shards:
@@ -276,30 +250,6 @@ def _load_ids(shards: list[Shard], work: Path) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------
 # phase 3
-
-
-class ParagraphDedup(Step):
-    """Removes lines already seen in an earlier kept document (phase 2 decided which)."""
-
-    name = "paragraph_dedup"
-
-    def __init__(self, lines: dict[str, list[int]]):
-        super().__init__()
-        self.lines = lines
-
-    def process(self, doc: Document) -> Document | str:
-        drop = set(self.lines.get(str(doc.meta.get("_row")), ()))
-        if not drop:
-            return doc
-        kept = [ln for j, ln in enumerate(doc.text.split("\n")) if j not in drop]
-        self.stats.counters["lines_removed"] += len(drop)
-        text = "\n".join(kept).strip()
-        if not text:
-            doc.meta.pop("_row", None)
-            return "dedup:paragraph"
-        doc.text = text
-        doc.meta["lines_removed"] = len(drop)
-        return doc
 
 
 def phase3(shard: Shard, cfg: DataStageConfig, work: Path, out: Path) -> None:
@@ -380,61 +330,10 @@ def process(cfg: DataStageConfig, out: str | Path) -> dict[str, Any]:
     run_tasks(phase1, [(s, cfg, work) for s in shards], cfg, "read + filter")
     phase2(shards, cfg, work)
     run_tasks(phase3, [(s, cfg, work, out) for s in shards], cfg, "dedup + write")
-    stats = _collect(shards, cfg, work, out, time.perf_counter() - t0)
+    stats = collect(shards, cfg, work, out, time.perf_counter() - t0)
     atomic_write_json(out / "stats.json", stats)
     atomic_write_text(work / "complete", "ok\n")
     for s in shards:  # intermediates are no longer needed; markers stay so a rerun is a no-op
         for ext in (".kept.jsonl", ".dropped.jsonl", ".errors.jsonl", ".sig.npz"):
             (work / "p1" / f"{_name(s.index)}{ext}").unlink(missing_ok=True)
     return stats
-
-
-def _collect(shards: list[Shard], cfg: DataStageConfig, work: Path, out: Path, seconds: float) -> dict:
-    steps: dict[str, StepStats] = {}
-    counts: Counter = Counter()
-    dedup_seconds = 0.0
-    errors_tmp = out / ".errors.jsonl.tmp"
-    with open(errors_tmp, "w", encoding="utf-8") as ef:
-        for s in shards:
-            st = json.loads((work / "p1" / f"{_name(s.index)}.stats.json").read_text(encoding="utf-8"))
-            counts.update(st["counts"])
-            dedup_seconds += st["dedup_seconds"]
-            for name in ["read", *PRE_STEPS]:
-                if name in st["steps"]:
-                    steps.setdefault(name, StepStats(name)).merge(st["steps"][name])
-            for rec in iter_jsonl(work / "p1" / f"{_name(s.index)}.errors.jsonl"):
-                ef.write(dumps(rec) + "\n")
-            post = json.loads((work / "p1" / f"{_name(s.index)}.post.json").read_text(encoding="utf-8"))
-            for name, d in post.items():
-                steps.setdefault(name, StepStats(name)).merge(d)
-    errors_tmp.replace(out / "errors.jsonl")
-    summary = json.loads((work / "p2" / "summary.json").read_text(encoding="utf-8"))
-    survivors = sum(steps[n].docs_out for n in PRE_STEPS[-1:] if n in steps) if cfg.pii.enabled else None
-    last = next(steps[n] for n in reversed(PRE_STEPS) if n in steps)
-    dd = StepStats("dedup")
-    dd.docs_in = last.docs_out
-    dd.docs_out = last.docs_out - summary["exact"] - summary["near"]
-    dd.seconds = dedup_seconds + summary["seconds"]
-    if summary["exact"]:
-        dd.dropped["dedup:exact"] = summary["exact"]
-    if summary["near"]:
-        dd.dropped["dedup:near"] = summary["near"]
-    ordered = {n: steps[n].to_dict() for n in ["read", *PRE_STEPS] if n in steps}
-    ordered["dedup"] = {**dd.to_dict(), "cluster_sizes": summary["cluster_sizes"]}
-    for n in steps:
-        if n not in ordered:
-            ordered[n] = steps[n].to_dict()
-    drops: Counter = Counter()
-    for d in ordered.values():
-        drops.update(d.get("dropped", {}))
-    kept = ordered[list(ordered)[-1]]["out"]
-    del survivors
-    langs = Counter()
-    if "langid" in steps:
-        langs = Counter({k.split(":", 1)[1]: v for k, v in steps["langid"].counters.items()})
-    return {
-        "records_in": counts["records_in"], "kept": kept, "dropped": sum(drops.values()),
-        "errors": counts["errors"], "drop_reasons": dict(sorted(drops.items(), key=lambda kv: -kv[1])),
-        "languages": dict(langs.most_common()), "steps": ordered, "shards": len(shards),
-        "seconds": round(seconds, 3), "executor": cfg.executor,
-    }
