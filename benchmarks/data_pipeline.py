@@ -277,6 +277,7 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=10_000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--skip-datatrove", action="store_true")
+    ap.add_argument("--repeat", type=int, default=2, help="runs per system, alternating; the best is reported")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--corpus", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
@@ -289,12 +290,21 @@ def main() -> None:
         return
     if not DATASETS.exists():
         sys.exit(f"datasets not found at {DATASETS} (set LMFORGE_DATASETS)")
+    systems = ["lmforge"] + ([] if args.skip_datatrove else ["datatrove"])
+    runs: dict[str, list[dict]] = {name: [] for name in systems}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         info = build_corpus(tmp / "corpus", args.docs)
-        results = {"lmforge": score(measure("lmforge", tmp / "corpus", tmp / "lmforge", args.workers), info)}
-        if not args.skip_datatrove:
-            results["datatrove"] = score(measure("datatrove", tmp / "corpus", tmp / "datatrove", args.workers), info)
+        # alternate the systems so that load from other processes on the machine hits both alike
+        for r in range(args.repeat):
+            for name in systems:
+                out = tmp / f"{name}-{r}"
+                runs[name].append(score(measure(name, tmp / "corpus", out, args.workers), info))
+    results = {}
+    for name, rs in runs.items():
+        best = max(rs, key=lambda x: x["docs_per_s"])
+        results[name] = {**best, "all_seconds": [x["seconds"] for x in rs],
+                         "peak_rss_mb": max(x["peak_rss_mb"] for x in rs)}
     from importlib import metadata
 
     versions = {}
@@ -306,7 +316,7 @@ def main() -> None:
     report = {
         "command": "python " + " ".join([str(Path(sys.argv[0]).relative_to(REPO) if Path(sys.argv[0]).is_absolute() else sys.argv[0]), *sys.argv[1:]]),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "versions": versions, "workers": args.workers,
+        "versions": versions, "workers": args.workers, "repeat": args.repeat,
         "corpus": {k: v for k, v in info.items() if k not in ("truth", "jaccard")}, "results": results,
     }
     if "datatrove" in results:
@@ -320,7 +330,7 @@ def main() -> None:
 
 def _markdown(r: dict) -> str:
     rows = ["| metric | " + " | ".join(r["results"]) + " |", "|---|" + "---|" * len(r["results"])]
-    keys = ["docs_per_s", "seconds", "peak_rss_mb", "kept", "filtered_out", "filtered_out_en", "filtered_out_zh",
+    keys = ["docs_per_s", "seconds", "all_seconds", "peak_rss_mb", "kept", "filtered_out", "filtered_out_en", "filtered_out_zh",
             "dedup_removed", "planted_pairs_j>=0.8", "pairs_reaching_dedup", "recall", "precision",
             "distinct_docs_removed_as_duplicates"]
     for k in keys:
@@ -329,7 +339,7 @@ def _markdown(r: dict) -> str:
     head = (f"# Data pipeline benchmark\n\nCommand: `{r['command']}`\n\n{c['docs']:,} documents "
             f"({c['en']:,} English + {c['zh']:,} Chinese originals, {c['planted_near']} planted near-duplicates, "
             f"{c['planted_exact']} exact copies; {c['bytes'] / 1e6:.1f} MB in 8 JSONL shards), {r['workers']} workers, "
-            f"{r['machine']['cpus']} CPUs, versions {r['versions']}.\n\n")
+            f"{r['machine']['cpus']} CPUs, best of {r['repeat']} alternating runs, versions {r['versions']}.\n\n")
     tail = f"\nSpeed-up (documents/s): **{r['speedup_docs_per_s']}x**\n" if "speedup_docs_per_s" in r else ""
     return head + "\n".join(rows) + "\n" + tail
 

@@ -189,3 +189,24 @@ def test_paragraph_dedup_removes_repeated_lines(tmp_path, dataset):
     assert "only-boiler" not in kept
     assert stats["steps"]["paragraph_dedup"]["dropped"] == {"dedup:paragraph": 1}
     assert stats["records_in"] == stats["kept"] + stats["dropped"] + stats["errors"]
+
+
+def test_large_file_split_into_byte_ranges(tmp_path, dataset):
+    rows = dataset("classification/sst2/train.tsv").read_text(encoding="utf-8").splitlines()[1:6001]
+    lines = [json.dumps({"id": f"s{i}", "text": r.split("\t")[0]}) for i, r in enumerate(rows)]
+    lines[1234] = '{"id": "broken", "text": '  # a malformed line somewhere in the middle
+    src = tmp_path / "big.jsonl"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    txt = tmp_path / "lines.txt"
+    txt.write_text("\n".join(r.split("\t")[0] for r in rows), encoding="utf-8")
+    base = {"inputs": [str(src), str(txt)], "read": {"unit": "line"}, "workers": 1}
+    whole = process(DataStageConfig.model_validate({**base, "shard_mb": 64}), tmp_path / "whole")
+    split = process(DataStageConfig.model_validate({**base, "shard_mb": 0.05}), tmp_path / "split")
+    assert whole["shards"] == 1 and split["shards"] > 10
+    assert read_dir(tmp_path / "split" / "kept") == read_dir(tmp_path / "whole" / "kept")
+    by_id = lambda rows: sorted(rows, key=lambda r: (r["meta"]["source"], r["meta"]["line"]))  # noqa: E731
+    assert by_id(read_dir(tmp_path / "split" / "dropped")) == by_id(read_dir(tmp_path / "whole" / "dropped"))
+    assert read_jsonl(tmp_path / "split" / "errors.jsonl") == read_jsonl(tmp_path / "whole" / "errors.jsonl")
+    assert read_jsonl(tmp_path / "split" / "errors.jsonl")[0]["line"] == 1235
+    assert {k: v for k, v in split.items() if k not in ("seconds", "steps", "shards", "phase_seconds")} == \
+           {k: v for k, v in whole.items() if k not in ("seconds", "steps", "shards", "phase_seconds")}

@@ -40,8 +40,9 @@ class LangIdConfig(StrictModel):
     enabled: bool = True
     min_chars: int = 20  # shorter Latin-script texts are 'und' (undetermined): no model is reliable
     keep_undetermined: bool = True
-    candidates: list[str] = Field(default_factory=lambda: ["en", "de", "fr", "es", "it", "pt", "nl", "sv",
-                                                           "pl", "tr", "id", "la", "ro", "da"])
+    # Latin-script languages lingua chooses among (plus the requested ones); each costs model
+    # loading time on the first short ambiguous text, so the default is the common few
+    candidates: list[str] = Field(default_factory=lambda: ["en", "de", "fr", "es", "it", "pt", "nl"])
 
 
 class QualityConfig(StrictModel):

@@ -29,7 +29,7 @@ from ..runs import atomic_write_json, atomic_write_text, fingerprint
 from .accounting import collect
 from .config import DataStageConfig
 from .document import Document, ReadError
-from .readers import InputFile, expand_inputs, read_file
+from .readers import InputFile, expand_inputs, ranges, read_file
 from .steps import PII, LangId, MinHasher, Normalize, Precheck, Quality, Segment, exact_key
 from .steps.base import StepStats
 from .steps.dedup import exact_duplicates, near_clusters
@@ -52,6 +52,12 @@ def plan_shards(files: list[InputFile], shard_bytes: int = SHARD_BYTES) -> list[
     size = 0
     for f in files:
         n = _size(f)
+        if f.end is not None:  # a byte range of a large file is a shard of its own
+            if cur:
+                shards.append(Shard(len(shards), cur))
+                cur, size = [], 0
+            shards.append(Shard(len(shards), [f]))
+            continue
         if cur and size + n > shard_bytes:
             shards.append(Shard(len(shards), cur))
             cur, size = [], 0
@@ -63,6 +69,8 @@ def plan_shards(files: list[InputFile], shard_bytes: int = SHARD_BYTES) -> list[
 
 
 def _size(f: InputFile) -> int:
+    if f.end is not None:
+        return f.end - f.start
     try:
         return Path(f.path).stat().st_size
     except OSError:
@@ -311,7 +319,9 @@ def process(cfg: DataStageConfig, out: str | Path) -> dict[str, Any]:
     files = expand_inputs(cfg.inputs)
     if not files:
         raise InputError(f"no input files found under {', '.join(cfg.inputs)}", "check the paths")
-    shards = plan_shards(files, shard_size(cfg, files))
+    chunk = shard_size(cfg, files)
+    files = [r for f in files for r in ranges(f, cfg.read, chunk)]
+    shards = plan_shards(files, chunk)
     work = out / ".work"
     fp = _run_fingerprint(cfg, files)
     stamp = work / "fingerprint"
@@ -327,10 +337,16 @@ def process(cfg: DataStageConfig, out: str | Path) -> dict[str, Any]:
     if (work / "complete").exists() and (out / "stats.json").exists():
         return json.loads((out / "stats.json").read_text(encoding="utf-8"))
 
+    phases = {}
+    t = time.perf_counter()
     run_tasks(phase1, [(s, cfg, work) for s in shards], cfg, "read + filter")
+    phases["1_read_filter"], t = time.perf_counter() - t, time.perf_counter()
     phase2(shards, cfg, work)
+    phases["2_dedup_decisions"], t = time.perf_counter() - t, time.perf_counter()
     run_tasks(phase3, [(s, cfg, work, out) for s in shards], cfg, "dedup + write")
+    phases["3_write"] = time.perf_counter() - t
     stats = collect(shards, cfg, work, out, time.perf_counter() - t0)
+    stats["phase_seconds"] = {k: round(v, 3) for k, v in phases.items()}
     atomic_write_json(out / "stats.json", stats)
     atomic_write_text(work / "complete", "ok\n")
     for s in shards:  # intermediates are no longer needed; markers stay so a rerun is a no-op

@@ -36,6 +36,64 @@ csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 class InputFile:
     path: str  # as given or found
     rel: str  # relative to the INPUT argument it came from: the id of a whole-file document
+    start: int = 0  # a byte range of a large line-oriented file (see ranges()); end None = to EOF
+    end: int | None = None
+    encoding: str | None = None  # detected once for the whole file when it is split into ranges
+
+
+def ranges(f: InputFile, cfg: ReadConfig, chunk: int) -> list[InputFile]:
+    """Split a large uncompressed JSONL file (or a .txt read line by line) into byte ranges of about
+    ``chunk`` bytes, so one huge file still spreads over all workers. Each range owns the lines
+    that start inside it; anything else stays one piece."""
+    from .io import SAMPLE_BYTES, compression, detect_encoding
+
+    fmt = detect_format(f.path, cfg)
+    if compression(f.path) or not (fmt == "jsonl" or (fmt == "txt" and cfg.unit == "line")):
+        return [f]
+    size = os.path.getsize(f.path)
+    if size <= chunk * 1.5:
+        return [f]
+    with open(f.path, "rb") as raw:
+        sample = raw.read(SAMPLE_BYTES)
+    try:
+        enc = detect_encoding(sample, complete=False)
+    except DecodeError:
+        return [f]
+    if enc.startswith("utf-16") or (fmt == "jsonl" and sample.lstrip()[:1] == b"["):
+        return [f]  # newline bytes are not line ends in UTF-16; a JSON array is one value
+    cuts = list(range(0, size, chunk))
+    return [InputFile(f.path, f.rel, a, b, enc) for a, b in zip(cuts, cuts[1:] + [size])]
+
+
+def _range_lines(f: InputFile) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw line) for the lines that start inside ``f``'s byte range."""
+    with open(f.path, "rb") as raw:
+        lineno = 0
+        if f.start:
+            pos = 0
+            while pos < f.start - 1:  # count the lines before the range, in C-speed blocks
+                block = raw.read(min(1 << 20, f.start - 1 - pos))
+                lineno += block.count(b"\n")
+                pos += len(block)
+            raw.seek(f.start - 1)
+            if raw.readline().endswith(b"\n"):  # finish the line that began before the range
+                lineno += 1
+        pos = raw.tell()
+        while f.end is None or pos < f.end:
+            line = raw.readline()
+            if not line:
+                break
+            lineno += 1
+            pos += len(line)
+            yield lineno, line
+
+
+def _decode_line(f: InputFile, lineno: int, line: bytes) -> str | ReadError:
+    enc = "utf-8-sig" if lineno == 1 and f.encoding == "utf-8" else f.encoding
+    try:
+        return line.decode(enc or "utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as e:
+        return ReadError(f.path, lineno, f"undecodable bytes: {e.reason}")
 
 
 def expand_inputs(inputs: list[str]) -> list[InputFile]:
@@ -112,6 +170,12 @@ def _doc(f: InputFile, id_: str, text: str, line: int | None, cfg: ReadConfig, *
 
 
 def read_txt(f: InputFile, cfg: ReadConfig) -> Iterator[Item]:
+    if f.end is not None:  # a byte range of a large file, read line by line
+        for lineno, raw in _range_lines(f):
+            line = _decode_line(f, lineno, raw)
+            if isinstance(line, ReadError) or line.strip():
+                yield line if isinstance(line, ReadError) else _doc(f, f"{f.rel}:{lineno}", line, lineno, cfg)
+        return
     stream, _ = open_text(f.path)
     lineno = 0
     try:
@@ -150,6 +214,14 @@ def _record_fields(rec: dict, cfg: ReadConfig) -> tuple[Any, Any, dict]:
 
 
 def read_jsonl(f: InputFile, cfg: ReadConfig) -> Iterator[Item]:
+    if f.end is not None:  # a byte range of a large file
+        for lineno, raw in _range_lines(f):
+            line = _decode_line(f, lineno, raw)
+            if isinstance(line, ReadError):
+                yield line
+            elif line.strip():
+                yield _json_line(f, line, lineno, cfg)
+        return
     stream, _ = open_text(f.path)
     lineno = 0
     try:
@@ -169,19 +241,21 @@ def read_jsonl(f: InputFile, cfg: ReadConfig) -> Iterator[Item]:
             for lineno, line in enumerate(stream, 1):
                 if lineno == 1:
                     line = first + line
-                if not line.strip():
-                    continue
-                if len(line) > cfg.max_chars * 2:
-                    yield ReadError(f.path, lineno, f"line of {len(line):,} chars exceeds read.max_chars")
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    yield ReadError(f.path, lineno, f"malformed JSON: {e.msg} at column {e.colno}")
-                    continue
-                yield _json_record(f, rec, lineno, cfg)
+                if line.strip():
+                    yield _json_line(f, line, lineno, cfg)
     except UnicodeDecodeError as e:
         yield ReadError(f.path, lineno + 1, f"undecodable bytes: {e.reason}; rest of file skipped")
+
+
+def _json_line(f: InputFile, line: str, lineno: int, cfg: ReadConfig) -> Item:
+    line = line.rstrip("\r\n")
+    if len(line) > cfg.max_chars * 2:
+        return ReadError(f.path, lineno, f"line of {len(line):,} chars exceeds read.max_chars")
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as e:
+        return ReadError(f.path, lineno, f"malformed JSON: {e.msg} at column {e.colno}")
+    return _json_record(f, rec, lineno, cfg)
 
 
 def _json_record(f: InputFile, rec: Any, lineno: int, cfg: ReadConfig) -> Item:

@@ -34,7 +34,7 @@ class ShardWriter:
             return
         self._raw = open(self.tmp, "wb")
         if fmt == "jsonl.gz":
-            self._f = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=6)
+            self._f = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=3)  # level 3: ~2x faster than 6, ~5% larger
         elif fmt == "jsonl.zst":
             import zstandard
 

@@ -55,9 +55,12 @@ def detect(text: str, candidates: tuple[str, ...] = ("en", "de", "fr", "es"), mi
            ) -> tuple[str, float]:
     """(ISO 639-1 code or 'und', confidence in [0, 1])."""
     sample = text[:1000]
-    counts = {name: len(rx.findall(sample)) for name, rx in _SCRIPTS}
     latin = len(_LATIN.findall(sample))
-    script, n = max(counts.items(), key=lambda kv: kv[1])
+    if sample.isascii():  # the common case: no other script to count
+        script, n, counts = "latin", 0, {}
+    else:
+        counts = {name: len(rx.findall(sample)) for name, rx in _SCRIPTS}
+        script, n = max(counts.items(), key=lambda kv: kv[1])
     if n > latin:
         if script == "zh" and counts["ja"] > 0.1 * n:
             script = "ja"
