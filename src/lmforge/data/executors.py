@@ -26,21 +26,34 @@ def run_tasks(fn: Callable, tasks: list[tuple], cfg: DataStageConfig, label: str
     if cfg.executor == "ray":
         return _run_ray(fn, tasks, cfg, label)
     workers = n_workers(cfg, len(tasks))
-    progress = _progress(cfg, label, len(tasks))
-    try:
-        if workers == 1:
+    if workers == 1:
+        progress = _progress(cfg, label, len(tasks))
+        try:
             for args in tasks:
                 fn(*args)
                 progress.advance()
-            return
-        # spawn, not fork: the parent may hold threads (torch, rich) that fork would copy mid-lock
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            futures = [pool.submit(fn, *args) for args in tasks]
+        finally:
+            progress.close()
+        return
+    with ProcessPoolExecutor(workers, mp_context=_context()) as pool:
+        futures = [pool.submit(fn, *args) for args in tasks]
+        progress = _progress(cfg, label, len(tasks))  # after the fork: its refresh thread stays here
+        try:
             for fut in as_completed(futures):
                 fut.result()
                 progress.advance()
-    finally:
-        progress.close()
+        finally:
+            progress.close()
+
+
+def _context():
+    """fork when this process has a single thread (fast, no re-import, no __main__ guard needed);
+    spawn otherwise, because forking a threaded process (torch, a UI thread) can copy a held lock."""
+    import threading
+
+    if "fork" in mp.get_all_start_methods() and threading.active_count() == 1:
+        return mp.get_context("fork")
+    return mp.get_context("spawn")
 
 
 def _run_ray(fn: Callable, tasks: list[tuple], cfg: DataStageConfig, label: str) -> None:
