@@ -71,12 +71,58 @@ def run_cmd(recipe: Path = typer.Argument(..., help="YAML recipe"), overrides: O
 @app.command()
 def pretrain(recipe: Path = typer.Argument(..., help="YAML recipe with a pretrain section"),
              overrides: Optional[List[str]] = OVERRIDES, run_dir: Optional[Path] = RUN_DIR,
-             print_config: bool = PRINT) -> None:
+             print_config: bool = PRINT,
+             nproc: int = typer.Option(1, "--nproc", min=1,
+                                       help="processes on this machine: > 1 launches torchrun (DDP by default)")) -> None:
     """Pretrain a model from zero (runs the recipe's earlier stages first if needed).
 
     Example: lmforge pretrain recipes/pretrain/shakespeare-char.yaml pretrain.train.max_steps=200
+    Example: lmforge pretrain recipes/pretrain/shakespeare-char.yaml --nproc 2
     """
-    _stage_verb(recipe, overrides, run_dir, print_config, "pretrain")
+    import os
+    import subprocess
+
+    from .train import distributed
+
+    if distributed.in_torchrun() and distributed.env_world() > 1:
+        # one of several ranks: rank 0 runs the recipe (manifest, caching, earlier stages); the others
+        # join it inside the pretrain stage, whose first step is a barrier on the process group
+        from .recipe import load_recipe
+
+        cfg = load_recipe(recipe, overrides or [])
+        if int(os.environ["RANK"]) == 0:
+            from .recipe import run_recipe
+
+            run = run_recipe(cfg, run_dir, until="pretrain")
+            console.print(f"[green]done[/green]: {run.path}")
+        else:
+            from .train.pretrain import run as pretrain_run
+
+            base = Path(run_dir or Path(cfg.runs_root) / cfg.name)
+            pretrain_run(cfg.pretrain, base / "tokenizer", base / "pretrain", progress=False)
+        return
+    if nproc == 1 or print_config:
+        _stage_verb(recipe, overrides, run_dir, print_config, "pretrain")
+        return
+    from .recipe import load_recipe
+
+    cfg = load_recipe(recipe, overrides or [])
+    if cfg.pretrain is None:
+        from .errors import ConfigError
+
+        raise ConfigError("the recipe has no 'pretrain' section", "add a pretrain: section to the recipe")
+    # the stages before pretrain run once, here; then N processes train
+    from .recipe import run_recipe
+
+    run_recipe(cfg, run_dir, until="tokenizer")
+    argv = ["pretrain", str(recipe), *(overrides or [])]
+    if run_dir is not None:
+        argv += ["--run-dir", str(run_dir)]
+    cmd = distributed.torchrun_command(nproc, argv)
+    console.print(f"[bold cyan]launch[/bold cyan] {' '.join(cmd)}", highlight=False)
+    rc = subprocess.call(cmd)
+    if rc:
+        sys.exit(rc)
 
 
 @app.command()

@@ -65,13 +65,15 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(ckpt_root: Path, model: nn.Module, optimizer: torch.optim.Optimizer, trainer_state: dict,
-                    keep: int = 2, extra_files: list[Path] = ()) -> Path:
+def save_checkpoint(ckpt_root: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None, trainer_state: dict,
+                    keep: int = 2, extra_files: list[Path] = (), optimizer_state: dict | None = None) -> Path:
+    """``optimizer_state`` replaces ``optimizer.state_dict()`` (FSDP passes the gathered full state)."""
     name = f"step_{trainer_state['step']:07d}"
     target = ckpt_root / name
     with atomic_dir(target) as tmp:
         save_weights(model, tmp)
-        torch.save({"optimizer": optimizer.state_dict(), "rng": _rng_for_save()}, tmp / "optimizer.pt")
+        optim = optimizer_state if optimizer_state is not None else optimizer.state_dict()
+        torch.save({"optimizer": optim, "rng": _rng_for_save()}, tmp / "optimizer.pt")
         (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2) + "\n")
         for f in extra_files:
             shutil.copy2(f, tmp / Path(f).name)
@@ -109,9 +111,23 @@ def latest_checkpoint(ckpt_root: Path) -> Path | None:
     return path if (path / "trainer_state.json").exists() else None
 
 
-def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
-    load_weights(model, path)
+def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, fsdp: bool = False) -> dict:
+    """Weights, optimizer and RNG state into ``model``/``optimizer``; returns the trainer state.
+
+    With ``fsdp`` the (full) weights go through an unsharded CPU copy and every rank keeps its shard.
+    """
     blob = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
-    optimizer.load_state_dict(blob["optimizer"])
+    if fsdp:
+        from ..models.io import build_model
+        from .distributed import fsdp_load_state
+
+        plain = build_model(unwrap(model).config)
+        load_weights(plain, path)
+        prefix = "module." if hasattr(model, "module") else ""  # a training wrapper (BertPretrainModel)
+        full = {prefix + k: v for k, v in plain.state_dict().items()}
+        fsdp_load_state(model, optimizer, full, blob["optimizer"])
+    else:
+        load_weights(model, path)
+        optimizer.load_state_dict(blob["optimizer"])
     set_rng_state(_rng_from_saved(blob["rng"]))
     return json.loads((path / "trainer_state.json").read_text())

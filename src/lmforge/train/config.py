@@ -35,6 +35,8 @@ class TrainConfig(StrictModel):
     tensorboard: bool = False
     device: str = "auto"
     threads: int | None = Field(None, ge=1, description="torch CPU threads; unset = torch default")
+    distributed: Literal["auto", "none", "ddp", "fsdp"] = Field(
+        "auto", description="auto = ddp when launched with WORLD_SIZE > 1 (torchrun), else none")
 
     @model_validator(mode="after")
     def _check(self):
@@ -43,10 +45,28 @@ class TrainConfig(StrictModel):
         return self
 
 
-class ModelConfig(StrictModel):
-    """Decoder architecture (mirrors ``models.gpt.GPTConfig``); vocab_size comes from the tokenizer."""
+FAMILY_FOR_OBJECTIVE = {"clm": "gpt", "mlm": "bert", "seq2seq": "seq2seq"}
+# keys each family understands (beyond ``family``); anything else set explicitly is an error
+FAMILY_KEYS = {
+    "gpt": {"block_size", "n_layer", "n_head", "n_kv_head", "d_model", "mlp_hidden", "positions", "norm", "mlp",
+            "tie_embeddings", "bias", "dropout"},
+    "bert": {"block_size", "n_layer", "n_head", "d_model", "mlp_hidden", "tie_embeddings", "dropout",
+             "type_vocab_size"},
+    "seq2seq": {"block_size", "n_encoder_layer", "n_decoder_layer", "n_head", "d_model", "mlp_hidden", "positions",
+                "norm", "mlp", "tie_embeddings", "bias", "dropout"},
+}
 
-    family: Literal["gpt"] = "gpt"
+
+class ModelConfig(StrictModel):
+    """Architecture of the model to pretrain; vocab_size comes from the tokenizer.
+
+    One section for every family: ``gpt`` (mirrors ``models.gpt.GPTConfig``), ``bert``
+    (``models.bert.BertConfig``: post-norm, learned positions, GELU) and ``seq2seq``
+    (``models.seq2seq.Seq2SeqConfig``: ``n_encoder_layer`` + ``n_decoder_layer``). ``family`` defaults
+    to the objective's (clm -> gpt, mlm -> bert, seq2seq -> seq2seq).
+    """
+
+    family: Literal["gpt", "bert", "seq2seq"] | None = None
     block_size: int = Field(256, ge=8)
     n_layer: int = Field(6, ge=1)
     n_head: int = Field(6, ge=1)
@@ -59,6 +79,13 @@ class ModelConfig(StrictModel):
     tie_embeddings: bool = True
     bias: bool = True
     dropout: float = Field(0.0, ge=0, lt=1)
+    type_vocab_size: int = Field(2, ge=1, description="bert: segment (token type) embeddings")
+    n_encoder_layer: int = Field(3, ge=1, description="seq2seq: encoder layers")
+    n_decoder_layer: int = Field(3, ge=1, description="seq2seq: decoder layers")
+
+    def family_dict(self, family: str) -> dict:
+        """The keys of ``family``'s model config (for ``XConfig.from_dict``)."""
+        return {k: v for k, v in self.model_dump().items() if k in FAMILY_KEYS[family]}
 
     @model_validator(mode="after")
     def _heads(self):
@@ -75,13 +102,63 @@ class PretrainData(StrictModel):
     train: list[str]
     val: list[str] | None = None
     val_fraction: float = Field(0.1, gt=0, lt=1, description="tail of the train stream kept for validation when val is unset")
+    txt_split: Literal["paragraph", "line", "file"] = Field(
+        "paragraph", description="how a .txt file becomes documents (file = the whole file is one document)")
+    separator: str | None = Field(None, description="documents in .txt files are separated by this line, "
+                                  "e.g. '<|endoftext|>' (TinyStories); overrides txt_split")
+    drop_last: bool = Field(False, description="drop each file's last document (a story cut off mid-way)")
+
+
+class MLMConfig(StrictModel):
+    """Masked-LM (+ next-sentence prediction) settings, for ``objective: mlm``."""
+
+    mask_prob: float = Field(0.15, gt=0, lt=1)
+    whole_word: bool = False
+    nsp: bool = Field(True, description="sentence pairs: 50% the real next segment, 50% a random one")
+    short_seq_prob: float = Field(0.1, ge=0, le=1, description="share of pairs shorter than block_size (as BERT)")
+
+
+class Seq2SeqObjectiveConfig(StrictModel):
+    """Source/target pairs for ``objective: seq2seq``.
+
+    With ``source_field``/``target_field``, ``data.train``/``data.val`` are jsonl files of pairs
+    (e.g. translations); otherwise pairs come from the token stream: a source span and the span that
+    follows it as the target (next-segment generation, a self-supervised seq2seq task).
+    """
+
+    source_field: str | None = None
+    target_field: str | None = None
+    source_len: int | None = Field(None, ge=1, description="stream pairs: source tokens (default block_size/2)")
+    target_len: int | None = Field(None, ge=1, description="stream pairs: target tokens (default block_size/2 - 1)")
 
 
 class PretrainConfig(StrictModel):
-    objective: Literal["clm"] = "clm"
+    objective: Literal["clm", "mlm", "seq2seq"] = "clm"
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     data: PretrainData | None = None
+    mlm: MLMConfig = MLMConfig()
+    seq2seq: Seq2SeqObjectiveConfig = Seq2SeqObjectiveConfig()
+
+    @model_validator(mode="after")
+    def _family(self):
+        want = FAMILY_FOR_OBJECTIVE[self.objective]
+        family = self.model.family or want
+        if family != want:
+            raise ValueError(f"objective '{self.objective}' trains a {want} model, not model.family={family}")
+        extra = sorted(self.model.model_fields_set - FAMILY_KEYS[family] - {"family"})
+        if extra:
+            raise ValueError(f"model keys {extra} do not apply to the {family} family "
+                             f"(it takes {sorted(FAMILY_KEYS[family])})")
+        if self.objective == "seq2seq" and bool(self.seq2seq.source_field) != bool(self.seq2seq.target_field):
+            raise ValueError("seq2seq: set both source_field and target_field, or neither")
+        if self.train.distributed == "fsdp" and self.train.optimizer == "muon":
+            raise ValueError("optimizer 'muon' needs whole matrices; use distributed: ddp (or adamw with fsdp)")
+        return self
+
+    @property
+    def family(self) -> str:
+        return self.model.family or FAMILY_FOR_OBJECTIVE[self.objective]
 
     def input_paths(self) -> list[str]:
         return [*self.data.train, *(self.data.val or [])] if self.data else []

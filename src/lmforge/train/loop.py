@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 
 from ..runs import atomic_write_json
+from . import distributed
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_weights, unwrap
 from .config import TrainConfig
 from .optim import lr_at, make_optimizer, set_lr
@@ -100,19 +101,27 @@ class Trainer:
         self.extra_files = list(extra_files)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.device = pick_device(cfg.device)
+        # data parallelism (distributed.py): a process group from torchrun's environment, then DDP
+        # around the (compiled) model or FSDP shards of it; single process: all of it is a no-op
+        self.mode = distributed.resolve_mode(cfg.distributed)
+        self._created_pg = distributed.setup(cfg.distributed)
+        self.device = distributed.device_for(cfg.device)
         self.model = model.to(self.device)
         unwrap(self.model).gradient_checkpointing = cfg.gradient_checkpointing
+        if self.mode == "fsdp":
+            distributed.wrap(self.model, "fsdp", self.device)  # in place; the optimizer sees the shards
         self.optimizer = make_optimizer(self.model, cfg)
         self.autocast, self.precision = autocast_for(self.device, cfg.precision)
         self.scaler = torch.amp.GradScaler(enabled=self.precision == "fp16")
         self.forward_model = torch.compile(self.model) if cfg.compile else self.model
-        self.progress = progress
+        if self.mode == "ddp":
+            self.forward_model = distributed.wrap(self.forward_model, "ddp", self.device)
+        self.progress = progress and distributed.is_main()
         self.ckpt_root = self.out_dir / "checkpoints"
         self.metrics_path = self.out_dir / "metrics.jsonl"
         self.flops_per_token = flops_per_token(self.model)
         self.tb = None
-        if cfg.tensorboard:
+        if cfg.tensorboard and distributed.is_main():
             from torch.utils.tensorboard import SummaryWriter
 
             self.tb = SummaryWriter(str(self.out_dir / "tensorboard"))
@@ -135,17 +144,40 @@ class Trainer:
         state = {"step": 0, "tokens": 0, "elapsed_s": 0.0, "best_val_loss": None, "bad_evals": 0,
                  "history": []}
         path = latest_checkpoint(self.ckpt_root)
-        if path is not None:
-            state.update(load_checkpoint(path, self.model, self.optimizer))
+        if path is not None:  # every rank loads the same checkpoint
+            state.update(load_checkpoint(path, self.model, self.optimizer, fsdp=self.mode == "fsdp"))
         # metrics.jsonl may hold evaluations written after the checkpoint: keep only those before it
-        if self.metrics_path.exists():
+        if self._is_main() and self.metrics_path.exists():
             lines = [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
             kept = [m for m in lines if m["step"] <= state["step"]] if path is not None else []
             self.metrics_path.write_text("".join(json.dumps(m) + "\n" for m in kept))
         return state
 
     def _save(self, state: dict) -> None:
-        save_checkpoint(self.ckpt_root, self.model, self.optimizer, state, extra_files=self.extra_files)
+        """Rank 0 writes; under FSDP every rank first takes part in gathering the full state."""
+        if self.mode == "fsdp":
+            model_state, optim_state = distributed.fsdp_full_state(self.model, self.optimizer)
+            if self._is_main():
+                save_checkpoint(self.ckpt_root, self._plain_copy(model_state), None, state,
+                                extra_files=self.extra_files, optimizer_state=optim_state)
+        elif self._is_main():
+            save_checkpoint(self.ckpt_root, self.model, self.optimizer, state, extra_files=self.extra_files)
+        distributed.barrier()
+
+    def _plain_copy(self, model_state: dict) -> nn.Module:
+        """An unsharded CPU model holding ``model_state`` (FSDP saving goes through it)."""
+        from ..models.io import build_model
+
+        plain = build_model(unwrap(self.model).config)
+        prefix = "module." if hasattr(self.model, "module") else ""  # a training wrapper (BertPretrainModel)
+        plain.load_state_dict({k[len(prefix):]: v for k, v in model_state.items()})
+        return plain
+
+    def _final_model(self) -> nn.Module | None:
+        if self.mode == "fsdp":
+            model_state, _ = distributed.fsdp_full_state(self.model, self.optimizer)
+            return self._plain_copy(model_state) if self._is_main() else None
+        return self.model
 
     def _log_eval(self, state: dict, metrics: dict) -> None:
         row = {"step": state["step"], "tokens": state["tokens"], "elapsed_s": round(state["elapsed_s"], 3),
@@ -180,24 +212,28 @@ class Trainer:
                 window = sum(self.objective.count(b) for b in batches)
                 window = self._all_reduce_count(window)
                 loss_total = 0.0
+                # DDP/FSDP average gradients over ranks: scale by the world size so the update is the
+                # global sum of per-token losses over the global token count, as with one process
+                scale = self._world() / window
                 for i, batch in enumerate(batches):
                     batch = _move(batch, self.device)
                     with self._no_sync(i < n_micro - 1), self.autocast:
                         loss_sum, _ = self.objective.loss(self.forward_model, batch)
-                        loss = loss_sum / window
+                        loss = loss_sum * scale
                     self.scaler.scale(loss).backward()
-                    loss_total += float(loss.detach())
+                    loss_total += float(loss_sum.detach())
                     state["tokens"] += self.objective.tokens(batch) * self._world()
                 grad_norm = None
                 if cfg.grad_clip:
                     self.scaler.unscale_(self.optimizer)
-                    grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip))
+                    grad_norm = distributed.full_norm(
+                        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip))
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 self.optimizer.zero_grad(set_to_none=True)
                 state["step"] = step + 1
                 state["elapsed_s"] += time.perf_counter() - t0
-                state["train_loss"] = loss_total * self._world()
+                state["train_loss"] = distributed.all_reduce_sum(loss_total, self.device) / window
                 if not math.isfinite(state["train_loss"]):
                     raise FloatingPointError(f"loss became {state['train_loss']} at step {step}; lower the lr")
 
@@ -233,26 +269,28 @@ class Trainer:
                         state["bad_evals"] += 1
                     if cfg.early_stopping_patience and state["bad_evals"] >= cfg.early_stopping_patience:
                         stopped_early = True
-                if self._is_main() and (state["step"] % cfg.save_every == 0 or state["step"] == cfg.max_steps
-                                        or stopped_early):
+                if state["step"] % cfg.save_every == 0 or state["step"] == cfg.max_steps or stopped_early:
                     self._save(state)
                 if stopped_early:
                     break
+        final_model = self._final_model()
         if self._is_main():
             final = self.out_dir / "model"
             from ..runs import atomic_dir
             import shutil
 
             with atomic_dir(final) as tmp:
-                save_weights(self.model, tmp)
+                save_weights(final_model, tmp)
                 for f in self.extra_files:
                     shutil.copy2(f, tmp / Path(f).name)
             atomic_write_json(self.out_dir / "train_summary.json", {
                 "steps": state["step"], "tokens": state["tokens"], "elapsed_s": state["elapsed_s"],
                 "best_val_loss": state["best_val_loss"], "stopped_early": stopped_early,
-                "precision": self.precision, "device": str(self.device)})
+                "precision": self.precision, "device": str(self.device), "distributed": self.mode,
+                "world_size": self._world()})
         if self.tb is not None:
             self.tb.close()
+        distributed.teardown(self._created_pg)
         return TrainResult(state["step"], state["tokens"], state["elapsed_s"], state["history"],
                            state["best_val_loss"], stopped_early)
 
@@ -271,6 +309,4 @@ class Trainer:
         return int(t)
 
     def _no_sync(self, skip: bool):
-        if skip and hasattr(self.forward_model, "no_sync"):
-            return self.forward_model.no_sync()
-        return contextlib.nullcontext()
+        return distributed.no_sync(self.forward_model, self.mode, skip)
