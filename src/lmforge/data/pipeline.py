@@ -269,27 +269,41 @@ def phase3(shard: Shard, cfg: DataStageConfig, work: Path, out: Path) -> None:
     lines = decisions.pop("lines", {})
     post = ([ParagraphDedup(lines)] if cfg.dedup.paragraph else []) + ([Segment(cfg.segment)] if cfg.segment.enabled else [])
     base = work / "p1" / _name(shard.index)
+    raw_ok = not post and cfg.output.format != "parquet"  # survivors pass through as JSON lines
     with ShardWriter(out / "kept" / f"{_name(shard.index)}{suffix}", cfg.output.format) as kept_w, \
             ShardWriter(out / "dropped" / f"{_name(shard.index)}{suffix}", cfg.output.format) as drop_w:
-        for rec in iter_jsonl(f"{base}.dropped.jsonl"):
-            drop_w.write(rec)
+        if raw_ok:
+            with open(f"{base}.dropped.jsonl", encoding="utf-8") as f:
+                for line in f:
+                    drop_w.write_raw(line)
+            with open(f"{base}.kept.jsonl", encoding="utf-8") as f:
+                for row, line in enumerate(f):
+                    dec = decisions.get(str(row))
+                    if dec:
+                        rec = json.loads(line)
+                        drop_w.write({**rec, "meta": {**rec["meta"], "dup_of": dec[1]}, "reason": dec[0]})
+                    else:
+                        kept_w.write_raw(line)
+        else:
+            for rec in iter_jsonl(f"{base}.dropped.jsonl"):
+                drop_w.write(rec)
 
-        def survivors():
-            for row, rec in enumerate(iter_jsonl(f"{base}.kept.jsonl")):
-                dec = decisions.get(str(row))
-                if dec:
-                    drop_w.write({**rec, "meta": {**rec["meta"], "dup_of": dec[1]}, "reason": dec[0]})
-                else:
-                    doc = Document.from_dict(rec)
-                    doc.meta["_row"] = row
-                    yield doc
+            def survivors():
+                for row, rec in enumerate(iter_jsonl(f"{base}.kept.jsonl")):
+                    dec = decisions.get(str(row))
+                    if dec:
+                        drop_w.write({**rec, "meta": {**rec["meta"], "dup_of": dec[1]}, "reason": dec[0]})
+                    else:
+                        doc = Document.from_dict(rec)
+                        doc.meta["_row"] = row
+                        yield doc
 
-        stream = survivors()
-        for step in post:
-            stream = step(stream, lambda d, r: drop_w.write({**d.to_dict(), "reason": r}))
-        for doc in stream:
-            doc.meta.pop("_row", None)
-            kept_w.write(doc.to_dict())
+            stream = survivors()
+            for step in post:
+                stream = step(stream, lambda d, r: drop_w.write({**d.to_dict(), "reason": r}))
+            for doc in stream:
+                doc.meta.pop("_row", None)
+                kept_w.write(doc.to_dict())
     atomic_write_json(f"{base}.post.json", {s.name: s.stats.to_dict() for s in post})
     atomic_write_text(done, "ok\n")
 

@@ -51,6 +51,11 @@ class ShardWriter:
         self._text.write(dumps(rec))
         self._text.write("\n")
 
+    def write_raw(self, line: str) -> None:
+        """A record already serialised by ``dumps`` (one JSON line), copied without re-encoding."""
+        self.count += 1
+        self._text.write(line if line.endswith("\n") else line + "\n")
+
     def write_all(self, recs: Iterable[dict[str, Any]]) -> None:
         for r in recs:
             self.write(r)
