@@ -185,8 +185,10 @@ class BERT(nn.Module):
         return n - self.wpe.weight.numel() if non_embedding else n
 
     def padding_mask(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
-        """(B, 1, 1, T) boolean mask (True = attend) from ``attention_mask`` (1 = real token)."""
-        if attention_mask is None:
+        """(B, 1, 1, T) boolean mask (True = attend) from ``attention_mask`` (1 = real token).
+
+        None when there is no padding, so attention can use its fastest (mask-free) kernel."""
+        if attention_mask is None or bool(attention_mask.all()):
             return None
         return attention_mask.bool()[:, None, None, :]
 

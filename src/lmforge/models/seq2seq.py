@@ -143,10 +143,11 @@ class Seq2Seq(nn.Module):
             x = x + wpe(torch.arange(offset, offset + T, device=ids.device))
         return self.drop(x)
 
-    def source_mask(self, src: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, 1, 1, S) boolean, True at real source tokens (``attention_mask`` or ``src != pad``)."""
+    def source_mask(self, src: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor | None:
+        """(B, 1, 1, S) boolean, True at real source tokens (``attention_mask`` or ``src != pad``);
+        None when nothing is padded, so attention can use its fastest (mask-free) kernel."""
         keep = attention_mask.bool() if attention_mask is not None else src != self.config.pad_token_id
-        return keep[:, None, None, :]
+        return None if bool(keep.all()) else keep[:, None, None, :]
 
     def encode(self, src: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         x = self._embed(src, self.enc_wpe)
