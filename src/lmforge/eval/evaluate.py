@@ -34,7 +34,7 @@ def run(cfg: EvaluateConfig, finetune_cfg, finetune_dir: Path, out_dir: Path, pr
 
             raise InputError(f"{finetune_cfg.data.test}: labels {unknown} never occur in the training data",
                              "the test set must use the training set's labels")
-        probs = predict(model, tok, [t for t, _ in rows], finetune_cfg.max_len, cfg.batch_size)
+        probs = predict(model, tok, [t for t, _ in rows], finetune_cfg.max_len, cfg.batch_size, progress=progress)
         y = [label_id[lab] for _, lab in rows]
         m = classification_metrics(y, probs, model.labels)
         results[variant_dir.name] = m

@@ -220,12 +220,18 @@ def load_classifier(model_dir: Path) -> SequenceClassifier:
 
 
 @torch.no_grad()
-def predict(model: SequenceClassifier, tok, texts: list[str], max_len: int, batch_size: int = 64) -> np.ndarray:
+def predict(model: SequenceClassifier, tok, texts: list[str], max_len: int, batch_size: int = 64,
+            progress: bool = False) -> np.ndarray:
     """Class probabilities (N, C)."""
+    from ..progress import progress_bar
+
     out = []
     seqs = encode(tok, texts, max_len)
-    for i in range(0, len(seqs), batch_size):
-        b = collate(seqs[i : i + batch_size], tok.pad_id)
-        logits, _ = model(b["input_ids"], b["attention_mask"])
-        out.append(logits.float().softmax(-1).numpy())
+    with progress_bar(progress) as bar:
+        task = bar.add_task("predict", total=len(seqs), info="")
+        for i in range(0, len(seqs), batch_size):
+            b = collate(seqs[i : i + batch_size], tok.pad_id)
+            logits, _ = model(b["input_ids"], b["attention_mask"])
+            out.append(logits.float().softmax(-1).numpy())
+            bar.advance(task, len(b["input_ids"]))
     return np.concatenate(out) if out else np.zeros((0, len(model.labels)))
