@@ -210,9 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     except LmforgeError as err:
         if debug:
             raise
-        console.print(f"[bold red]error:[/bold red] {err.message}", highlight=False)
-        if err.hint:
-            console.print(f"  [yellow]hint:[/yellow] {err.hint}", highlight=False)
+        from rich.markup import escape
+
+        hint = f" [yellow]({escape(err.hint)})[/yellow]" if err.hint else ""
+        console.print(f"[bold red]error:[/bold red] {escape(err.message)}{hint}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]: rerun the same command to resume")
