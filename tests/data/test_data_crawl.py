@@ -7,7 +7,6 @@ import threading
 import time
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
@@ -15,7 +14,7 @@ from lmforge.data.config import ReadConfig
 from lmforge.data.crawl import CrawlConfig, crawl, crawl_api
 from lmforge.data.document import Document
 from lmforge.data.readers import read_inputs
-from tests.data.conftest import paragraphs, read_jsonl
+from data_helpers import paragraphs, read_jsonl
 
 
 class _Handler(SimpleHTTPRequestHandler):

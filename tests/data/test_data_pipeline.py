@@ -12,7 +12,7 @@ from pathlib import Path
 
 from lmforge.data.config import DataStageConfig
 from lmforge.data.pipeline import process
-from tests.data.conftest import paragraphs, read_dir, read_jsonl
+from data_helpers import paragraphs, read_dir, read_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -211,3 +211,18 @@ def test_large_file_split_into_byte_ranges(tmp_path, dataset):
     assert read_jsonl(tmp_path / "split" / "errors.jsonl")[0]["line"] == 1235
     assert {k: v for k, v in split.items() if k not in ("seconds", "steps", "shards", "phase_seconds")} == \
            {k: v for k, v in whole.items() if k not in ("seconds", "steps", "shards", "phase_seconds")}
+
+
+def test_parquet_and_zst_outputs(tmp_path, dataset):
+    from lmforge.data.writers import iter_jsonl
+
+    corpus = make_corpus(tmp_path, dataset)
+    outs = {}
+    for fmt in ("parquet", "jsonl.zst"):
+        stats = process(DataStageConfig.model_validate({"inputs": [str(corpus)], "output": {"format": fmt}}),
+                        tmp_path / fmt)
+        files = sorted((tmp_path / fmt / "kept").glob("part-*"))
+        assert files and all(f.name.endswith(fmt) for f in files)
+        outs[fmt] = [r for f in files for r in iter_jsonl(f)]
+        assert len(outs[fmt]) == stats["kept"]
+    assert outs["parquet"] == outs["jsonl.zst"]

@@ -6,7 +6,7 @@ import pytest
 
 from lmforge.data.config import DataStageConfig
 from lmforge.data.pipeline import process
-from tests.data.conftest import read_dir
+from data_helpers import read_dir
 
 ray = pytest.importorskip("ray")
 

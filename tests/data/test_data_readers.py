@@ -110,7 +110,7 @@ PAGE = """<html><head><title>Reviews</title><script>var tracking = "do not keep 
 
 
 def test_html_main_text(dataset, tmp_path):
-    from tests.data.conftest import paragraphs
+    from data_helpers import paragraphs
 
     p1, p2 = paragraphs(dataset("pretrain/gutenberg/austen-emma.txt"), 2, 300)
     (tmp_path / "web").mkdir()
@@ -126,7 +126,7 @@ def test_warc(dataset, tmp_path):
     from warcio.statusandheaders import StatusAndHeaders
     from warcio.warcwriter import WARCWriter
 
-    from tests.data.conftest import paragraphs
+    from data_helpers import paragraphs
 
     p1, p2 = paragraphs(dataset("pretrain/gutenberg/austen-sense.txt"), 2, 300)
     path = tmp_path / "crawl.warc.gz"

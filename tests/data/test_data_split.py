@@ -7,7 +7,7 @@ from collections import Counter
 
 from lmforge.data.config import SplitConfig
 from lmforge.data.split import assign_splits, leakage, split_files
-from tests.data.conftest import paragraphs, read_jsonl
+from data_helpers import paragraphs, read_jsonl
 
 
 def sst_records(dataset, n=2000):

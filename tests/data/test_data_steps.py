@@ -12,7 +12,7 @@ from lmforge.data.document import Document
 from lmforge.data.steps import PII, LangId, MinHasher, Normalize, Quality, detect, redact
 from lmforge.data.steps.dedup import exact_duplicates, exact_key, jaccard, near_clusters, optimal_bands
 from lmforge.data.steps.pii import cn_id_ok, luhn_ok
-from tests.data.conftest import paragraphs
+from data_helpers import paragraphs
 
 
 def run_step(step, texts):

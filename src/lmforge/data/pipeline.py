@@ -32,7 +32,7 @@ from .document import Document, ReadError
 from .readers import InputFile, expand_inputs, ranges, read_file
 from .steps import PII, LangId, MinHasher, Normalize, Precheck, Quality, Segment, exact_key
 from .steps.base import StepStats
-from .steps.dedup import exact_duplicates, near_clusters
+from .steps.dedup import exact_duplicates, near_clusters, shingle_hashes
 from .steps.paragraph import ParagraphDedup, paragraph_decisions
 from .writers import ShardWriter, iter_jsonl, shard_suffix
 
@@ -118,9 +118,9 @@ def phase1(shard: Shard, cfg: DataStageConfig, work: Path) -> None:
     dedup_stats = StepStats("dedup")
     counts = Counter()
     keys: list[int] = []
+    pending: list[np.ndarray] = []  # shingle hashes waiting for a batched signature
     paras: list[tuple[int, int, int]] = []  # (line hash, row, line index) for paragraph dedup
     sigs: list[np.ndarray] = []
-    bands: list[np.ndarray] = []
     read_seconds = 0.0
 
     kept_w = ShardWriter(f"{base}.kept.jsonl", "jsonl")
@@ -160,11 +160,16 @@ def phase1(shard: Shard, cfg: DataStageConfig, work: Path) -> None:
                     if line.strip():
                         paras.append((exact_key(line), kept_w.count, j))
             if hasher is not None:
-                sig = hasher.signature(doc.text)
-                sigs.append(sig)
-                bands.append(hasher.band_hashes(sig))
+                pending.append(shingle_hashes(doc.text, cfg.dedup.ngram))
+                if len(pending) >= 1024:  # signatures in batches: far fewer numpy calls
+                    sigs.append(hasher.signatures(pending))
+                    pending = []
             dedup_stats.seconds += time.perf_counter() - t
             kept_w.write(doc.to_dict())
+        if hasher is not None and pending:
+            t = time.perf_counter()
+            sigs.append(hasher.signatures(pending))
+            dedup_stats.seconds += time.perf_counter() - t
         for w in (kept_w, drop_w, err_w):
             w.close()
     except BaseException:
@@ -173,9 +178,10 @@ def phase1(shard: Shard, cfg: DataStageConfig, work: Path) -> None:
         raise
     n = kept_w.count
     perm, nb = (cfg.dedup.num_perm, hasher.bands) if hasher is not None else (0, 0)
+    sig_arr = np.concatenate(sigs) if sigs else np.zeros((n, perm), dtype=np.uint32)
+    band_arr = hasher.band_hashes(sig_arr) if hasher is not None else np.zeros((n, 0), dtype=np.uint64)
     np.savez(f"{base}.sig.tmp.npz", keys=np.array(keys, dtype=np.uint64).reshape(-1),
-             sigs=np.array(sigs, dtype=np.uint32).reshape(n, perm),
-             bands=np.array(bands, dtype=np.uint64).reshape(n, nb),
+             sigs=sig_arr.reshape(n, perm), bands=band_arr.reshape(n, nb),
              para=np.array([p[0] for p in paras], dtype=np.uint64),
              para_pos=np.array([p[1:] for p in paras], dtype=np.int64).reshape(-1, 2))
     Path(f"{base}.sig.tmp.npz").replace(f"{base}.sig.npz")
