@@ -160,7 +160,9 @@ def phase1(shard: Shard, cfg: DataStageConfig, work: Path) -> None:
                     if line.strip():
                         paras.append((exact_key(line), kept_w.count, j))
             if hasher is not None:
-                pending.append(shingle_hashes(doc.text, cfg.dedup.ngram))
+                lang = doc.meta.get("lang")
+                cjk = None if lang in (None, "und") else lang in ("zh", "ja", "ko")
+                pending.append(shingle_hashes(doc.text, cfg.dedup.ngram, cjk))
                 if len(pending) >= 1024:  # signatures in batches: far fewer numpy calls
                     sigs.append(hasher.signatures(pending))
                     pending = []

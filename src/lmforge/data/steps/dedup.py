@@ -40,13 +40,13 @@ def is_cjk(text: str) -> bool:
     return han > 0 and han * 4 >= len(_LATIN.findall(text[:2000]))
 
 
-def unit_hashes(text: str) -> np.ndarray:
+def unit_hashes(text: str, cjk: bool | None = None) -> np.ndarray:
     """uint64 hashes of the units of ``text``: lowercased words, or characters for CJK text.
 
     Deterministic across processes (no Python ``hash``) and vectorised: the text is viewed as
     UTF-32 code points and each word's polynomial hash is one ``np.add.reduceat``.
     """
-    if is_cjk(text):
+    if cjk if cjk is not None else is_cjk(text):
         chars = "".join(_ALNUM_RUN.findall(text)).lower()
         return np.frombuffer(chars.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64) * _GOLD
     joined = " ".join(_WORD.findall(text.lower()))
@@ -70,9 +70,9 @@ def units(text: str) -> tuple[list[str], bool]:
     return _WORD.findall(text.lower()), False
 
 
-def shingle_hashes(text: str, n: int) -> np.ndarray:
-    """Distinct uint32 hashes of word n-grams (character n-grams for CJK)."""
-    h = unit_hashes(text)
+def shingle_hashes(text: str, n: int, cjk: bool | None = None) -> np.ndarray:
+    """Distinct uint32 hashes of word n-grams (character n-grams for CJK; ``cjk`` None = detect)."""
+    h = unit_hashes(text, cjk)
     if len(h) == 0:
         return np.zeros(1, dtype=np.uint64)
     n = min(n, len(h))

@@ -59,7 +59,11 @@ def detect(text: str, candidates: tuple[str, ...] = ("en", "de", "fr", "es"), mi
     if sample.isascii():  # the common case: no other script to count
         script, n, counts = "latin", 0, {}
     else:
-        counts = {name: len(rx.findall(sample)) for name, rx in _SCRIPTS}
+        han = len(_SCRIPTS[0][1].findall(sample))
+        if han > 2 * latin:  # Chinese (or Japanese): only kana can change the answer
+            counts = {"zh": han, "ja": len(_SCRIPTS[1][1].findall(sample))}
+        else:
+            counts = {name: len(rx.findall(sample)) for name, rx in _SCRIPTS}
         script, n = max(counts.items(), key=lambda kv: kv[1])
     if n > latin:
         if script == "zh" and counts["ja"] > 0.1 * n:
