@@ -73,7 +73,7 @@ def _run_stage(stage: str, recipe: Recipe, run: RunDir, progress: bool) -> Stage
     if stage == "data":
         from .data.stage import run as data_run
 
-        return data_run(recipe.data, out)
+        return data_run(recipe.data.model_copy(update={"progress": progress}), out)
     if stage == "tokenizer":
         from .tokenizer.stage import run as tok_run
 
