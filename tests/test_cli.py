@@ -9,7 +9,7 @@ import pytest
 from lmforge.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-VERBS = ["run", "data", "tokenizer", "pretrain", "finetune", "evaluate", "generate", "report"]
+VERBS = ["run", "data", "tokenizer", "pretrain", "finetune", "evaluate", "generate", "report", "export", "import-hf"]
 
 
 @pytest.mark.parametrize("verb", VERBS)
@@ -58,3 +58,22 @@ def test_print_config_shows_overrides(capsys):
 
 def test_usage_error_exit_code(capsys):
     assert main(["run"]) == 2
+
+
+def test_export_import_round_trip_through_cli(tmp_path):
+    """A pretrained decoder exported to the HF LLaMA layout and imported back gives the same logits."""
+    import torch
+
+    from lmforge.models.gpt import GPT, GPTConfig
+    from lmforge.models.io import load_model, save_model
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=64, block_size=16, n_layer=1, n_head=2, n_kv_head=1, d_model=16,
+                          positions="rope", norm="rmsnorm", mlp="swiglu", bias=False, tie_embeddings=False))
+    save_model(model, tmp_path / "ours")
+    assert main(["export", "--to", "hf", str(tmp_path / "ours"), "--output", str(tmp_path / "hf")]) == 0
+    assert main(["import-hf", str(tmp_path / "hf"), "--output", str(tmp_path / "back")]) == 0
+    back = load_model(tmp_path / "back")
+    x = torch.randint(0, 64, (2, 10))
+    assert torch.allclose(model(x)[0], back(x)[0], atol=1e-5)
+    assert main(["export", "--to", "onnx", str(tmp_path / "ours"), "--output", str(tmp_path / "x")]) == 2

@@ -189,6 +189,10 @@ def generate(model: Path = typer.Option(..., "--model", help="a decoder director
 
 def _mount_subapps() -> None:
     from .data.cli import app as data_app
+    from .models.cli import export, import_
+
+    app.command("export")(export)
+    app.command("import-hf")(import_)
     from .tokenizer.cli import app as tokenizer_app
 
     app.add_typer(data_app, name="data", help="Data pipeline: process, split, stats, crawl, leakage.\n\n"
