@@ -44,6 +44,45 @@ class Combined(torch.optim.Optimizer):
             o.load_state_dict(s)
 
 
+def _orthogonalize(g: torch.Tensor, coeffs: tuple[float, float, float], steps: int, eps: float) -> torch.Tensor:
+    """Muon's quintic Newton-Schulz iteration (as ``torch.optim.Muon``): bf16 on GPUs, fp32 on CPUs,
+    where bf16 matmuls are many times slower than fp32 ones."""
+    a, b, c = coeffs
+    x = g.bfloat16() if g.is_cuda else g.float()
+    tall = g.size(0) > g.size(1)
+    if tall:
+        x = x.T
+    x = x / x.norm().clamp(min=eps)
+    for _ in range(steps):
+        gram = x @ x.T
+        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return x.T if tall else x
+
+
+class Muon(torch.optim.Muon):
+    """``torch.optim.Muon`` (same hyper-parameters and state) with a device-appropriate Newton-Schulz."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        from torch.optim._muon import _adjust_lr
+
+        for group in self.param_groups:
+            lr, wd, mom = group["lr"], group["weight_decay"], group["momentum"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p.grad, memory_format=torch.preserve_format)
+                buf = state["momentum_buffer"]
+                buf.lerp_(p.grad, 1 - mom)
+                update = p.grad.lerp(buf, mom) if group["nesterov"] else buf
+                update = _orthogonalize(update, group["ns_coefficients"], group["ns_steps"], group["eps"])
+                p.mul_(1 - lr * wd)
+                p.add_(update.to(p.dtype), alpha=-_adjust_lr(lr, group["adjust_lr_fn"], p.shape))
+        return None
+
+
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     fused = {"fused": True} if next(model.parameters()).is_cuda else {}
     if cfg.optimizer == "adamw":
@@ -64,7 +103,7 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
             adam_decay.append(p)
         else:
             adam_plain.append(p)
-    opts = [torch.optim.Muon(muon, lr=cfg.lr, weight_decay=cfg.weight_decay, adjust_lr_fn="match_rms_adamw")]
+    opts = [Muon(muon, lr=cfg.lr, weight_decay=cfg.weight_decay, adjust_lr_fn="match_rms_adamw")]
     opts.append(torch.optim.AdamW([{"params": adam_decay, "weight_decay": cfg.weight_decay},
                                    {"params": adam_plain, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas))
     return Combined(opts)
