@@ -119,10 +119,10 @@ class MinHasher:
             v = (self.a * h + self.b) >> np.uint64(32)
         return v.min(axis=1).astype(np.uint32)
 
-    def signatures(self, shingles: list[np.ndarray], max_cols: int = 1 << 15) -> np.ndarray:
-        """Signatures of many documents at once, from their ``shingle_hashes``: one matrix product
-        and one ``np.minimum.reduceat`` per batch of ~32k shingles, instead of a few numpy calls
-        per document. Equal to ``signature`` row by row."""
+    def signatures(self, shingles: list[np.ndarray], max_cols: int = 1 << 13) -> np.ndarray:
+        """Signatures of many documents at once, from their ``shingle_hashes``: one product and one
+        ``np.minimum.reduceat`` per batch of ~8k shingles (an 8 MB temporary) instead of a few
+        numpy calls per document. Equal to ``signature`` row by row."""
         out = np.empty((len(shingles), self.cfg.num_perm), dtype=np.uint32)
         i = 0
         while i < len(shingles):
