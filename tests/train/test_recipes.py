@@ -60,7 +60,8 @@ def test_recipe_loads_and_paths_exist(name, shared_datasets):
 
 # smaller tokenizers for the quick runs (the full vocabularies are the slow tests' business)
 SMALL = {"shakespeare-char": [], "tinystories-gpt": ["tokenizer.vocab_size=512"],
-         "bert-mlm": ["tokenizer.vocab_size=1000", "tokenizer.max_train_docs=3000"],
+         "bert-mlm": ["tokenizer.vocab_size=1000", "tokenizer.max_train_docs=3000",
+                      'pretrain.data.train=["../shared/datasets/pretrain/gutenberg/austen-sense.txt"]'],
          "zh-gpt": ["tokenizer.vocab_size=600", "tokenizer.max_train_docs=2000",
                     'pretrain.data.train=["../shared/datasets/pretrain/zh_novels/三国演义.txt"]']}
 
@@ -87,6 +88,7 @@ def test_recipe_runs_a_few_steps(name, tmp_path, shared_datasets):
     assert (run.path / "report" / "curve_pretrain.png").stat().st_size > 1000
 
 
+@pytest.mark.slow  # ~20 s idle: tokenizer stage, then two fresh interpreters under torchrun
 def test_cli_nproc_launches_torchrun(tmp_path, shared_datasets):
     """``lmforge pretrain RECIPE --nproc 2``: two DDP ranks on gloo; rank 0 writes metrics and the model."""
     recipe = load_recipe(RECIPES / "shakespeare-char.yaml")
