@@ -290,6 +290,7 @@ def main() -> None:
         return
     if not DATASETS.exists():
         sys.exit(f"datasets not found at {DATASETS} (set LMFORGE_DATASETS)")
+    load_before = os.getloadavg()
     systems = ["lmforge"] + ([] if args.skip_datatrove else ["datatrove"])
     runs: dict[str, list[dict]] = {name: [] for name in systems}
     with tempfile.TemporaryDirectory() as tmp:
@@ -315,7 +316,9 @@ def main() -> None:
             pass
     report = {
         "command": "python " + " ".join([str(Path(sys.argv[0]).relative_to(REPO) if Path(sys.argv[0]).is_absolute() else sys.argv[0]), *sys.argv[1:]]),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "load_average_before": [round(x, 2) for x in load_before],
+                    "load_average_after": [round(x, 2) for x in os.getloadavg()]},
         "versions": versions, "workers": args.workers, "repeat": args.repeat,
         "corpus": {k: v for k, v in info.items() if k not in ("truth", "jaccard")}, "results": results,
     }
