@@ -143,12 +143,14 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="tiny run to check the script works (results not saved)")
     p.add_argument("--only", choices=["gpt", "bert", "generate"], action="append")
+    p.add_argument("--note", default="", help="free text stored with the results (e.g. machine load)")
     a = p.parse_args(argv)
     if a.quick:
         a.batch, a.ctx, a.warmup, a.rounds, a.per_round, a.new_tokens = 2, 64, 1, 1, 1, 8
     torch.set_num_threads(a.threads)
     results = {"command": "python " + " ".join([sys.argv[0].replace(str(Path.cwd()) + "/", "")] + sys.argv[1:]),
-               "settings": {k: v for k, v in vars(a).items() if k not in ("quick", "only")},
+               "settings": {k: v for k, v in vars(a).items() if k not in ("quick", "only", "note")},
+               "note": a.note,
                "env": {"torch": torch.__version__, "transformers": transformers.__version__,
                        "python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
                        "threads": torch.get_num_threads(), "dtype": "float32",
@@ -173,7 +175,7 @@ def main(argv=None) -> None:
             f"| {results[k]['speedup']:.2f}x | {results[k]['lmforge']['best_tokens_per_s']:.0f} | "
             f"{results[k]['transformers']['best_tokens_per_s']:.0f} | {results[k]['speedup_best']:.2f}x |" for k in ("gpt_train", "bert_mlm_train", "generate_greedy") if k in results]
     md = ["# Model throughput: lmforge vs transformers", "", f"Command: `{results['command']}`", "",
-          f"Environment: {json.dumps(results['env'])}", "", f"Settings: {json.dumps(results['settings'])}", "",
+          f"Environment: {json.dumps(results['env'])}", "", *([f"Note: {a.note}", ""] if a.note else []), f"Settings: {json.dumps(results['settings'])}", "",
           "| benchmark | lmforge tokens/s (median) | transformers (median) | speedup | lmforge (best round) "
           "| transformers (best round) | speedup (best) |", "|---|---|---|---|---|---|---|", *rows, "",
           "Train steps include forward, backward and the AdamW step (fp32, warm-up excluded, median of alternating "
