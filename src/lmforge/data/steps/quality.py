@@ -154,8 +154,9 @@ def repetition_reason(text: str, units: list[str] | str, cfg: QualityConfig, sca
     ``scale`` multiplies n-gram sizes: for CJK the units are characters, and a Chinese word is about
     two characters, so a word 2-gram compares with a character 4-gram.
     """
-    paras = [p for p in re.split(r"\n{2,}", text) if p.strip()]
-    lines = [ln for ln in text.split("\n") if ln.strip()]
+    multiline = "\n" in text
+    paras = [p for p in re.split(r"\n{2,}", text) if p.strip()] if multiline else [text]
+    lines = [ln for ln in text.split("\n") if ln.strip()] if multiline else [text]
     total = max(1, len(text))
     if len(paras) > 1:
         n, chars = _dup(paras)
@@ -297,6 +298,8 @@ class Quality(Step):
 
     def _fineweb(self, text: str) -> str | None:
         c = self.cfg
+        if text.count("\n") < c.fineweb_min_lines - 1:
+            return None
         lines = unwrap([ln.strip() for ln in text.split("\n") if ln.strip()])
         if len(lines) < c.fineweb_min_lines:
             return None
