@@ -113,9 +113,9 @@ def test_cli_nproc_launches_torchrun(tmp_path, shared_datasets):
 @pytest.mark.slow
 @pytest.mark.parametrize("name,check", [
     ("shakespeare-char", lambda r: r["val_bpb"] <= 2.72),
-    ("tinystories-gpt", lambda r: r["val_loss"] < 3.0),
+    ("tinystories-gpt", lambda r: r["val_loss"] < 3.3),
     ("bert-mlm", lambda r: r["val_accuracy"] > 0.15),
-    ("zh-gpt", lambda r: r["val_loss"] < 6.5),
+    ("zh-gpt", lambda r: r["val_loss"] < 6.45),
 ])
 def test_recipe_full_run(name, check, tmp_path, shared_datasets):
     recipe = load_recipe(RECIPES / f"{name}.yaml")
