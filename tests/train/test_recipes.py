@@ -114,7 +114,7 @@ def test_cli_nproc_launches_torchrun(tmp_path, shared_datasets):
 @pytest.mark.parametrize("name,check", [
     ("shakespeare-char", lambda r: r["val_bpb"] <= 2.72),
     ("tinystories-gpt", lambda r: r["val_loss"] < 3.3),
-    ("bert-mlm", lambda r: r["val_accuracy"] > 0.15),
+    ("bert-mlm", lambda r: r["val_accuracy"] > 0.11),
     ("zh-gpt", lambda r: r["val_loss"] < 6.45),
 ])
 def test_recipe_full_run(name, check, tmp_path, shared_datasets):
