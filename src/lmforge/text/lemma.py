@@ -17,7 +17,7 @@ IRREGULAR = {
     "teeth": "tooth", "mice": "mouse", "better": "good", "best": "good", "worse": "bad", "worst": "bad",
     "films": "film", "movies": "movie", "cookies": "cookie", "zombies": "zombie", "calories": "calorie",
     "lies": "lie", "ties": "tie", "dies": "die", "pies": "pie", "series": "series", "species": "species",
-    "this": "this", "his": "his", "was": "be", "its": "its", "us": "us", "news": "news",
+    "this": "this", "his": "his", "its": "its", "us": "us", "news": "news",
 }
 _KEEP = ("ss", "us", "is", "ous")
 
