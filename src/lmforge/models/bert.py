@@ -8,17 +8,19 @@ inputs (80/10/10, optional whole-word masking) for the trainer.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import MLP, Attention, init_weights
+from .layers import MLP, Attention, ModelConfig, init_weights, mlp_hidden_size
 
 
 @dataclass
-class BertConfig:
+class BertConfig(ModelConfig):
+    model_type: ClassVar[str] = "bert"
     vocab_size: int = 8192
     block_size: int = 512  # max_position_embeddings
     n_layer: int = 6
@@ -32,15 +34,7 @@ class BertConfig:
     tie_embeddings: bool = True
 
     def hidden(self) -> int:
-        return self.mlp_hidden or 4 * self.d_model
-
-    def to_dict(self) -> dict:
-        return {"model_type": "bert", **asdict(self)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "BertConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return mlp_hidden_size(self.d_model, "gelu", self.mlp_hidden)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,18 +7,20 @@ One class covers GPT-2 (learned positions, LayerNorm, GELU, tied head) and LLaMA
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Literal
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import MLP, Attention, KVCache, Rotary, init_weights, make_norm, scale_residual_init
+from .layers import (MLP, Attention, KVCache, ModelConfig, Rotary, init_weights, make_norm, mlp_hidden_size,
+                     scale_residual_init)
 
 
 @dataclass
-class GPTConfig:
+class GPTConfig(ModelConfig):
+    model_type: ClassVar[str] = "gpt"
     vocab_size: int = 8192
     block_size: int = 256
     n_layer: int = 6
@@ -36,19 +38,7 @@ class GPTConfig:
     rope_base: float = 10000.0
 
     def hidden(self) -> int:
-        if self.mlp_hidden:
-            return self.mlp_hidden
-        if self.mlp == "swiglu":
-            return 64 * ((int(8 * self.d_model / 3) + 63) // 64)
-        return 4 * self.d_model
-
-    def to_dict(self) -> dict:
-        return {"model_type": "gpt", **asdict(self)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "GPTConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return mlp_hidden_size(self.d_model, self.mlp, self.mlp_hidden)
 
 
 class Block(nn.Module):

@@ -8,6 +8,8 @@ attention path) reaches all of them. Attention always goes through
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, fields
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
@@ -164,3 +166,26 @@ def scale_residual_init(model: nn.Module, n_layer: int, std: float = 0.02) -> No
     for name, p in model.named_parameters():
         if name.endswith("o_proj.weight") or name.endswith("down.weight"):
             nn.init.normal_(p, mean=0.0, std=std / math.sqrt(2 * n_layer))
+
+
+class ModelConfig:
+    """Shared ``config.json`` round trip for the config dataclasses; ``model_type`` names the family."""
+
+    model_type: ClassVar[str]
+
+    def to_dict(self) -> dict:
+        return {"model_type": self.model_type, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def mlp_hidden_size(d_model: int, mlp: str = "gelu", override: int | None = None) -> int:
+    """MLP width: ``override``, else 4·d_model (GELU) or ~8/3·d_model rounded up to 64 (SwiGLU)."""
+    if override:
+        return override
+    if mlp == "swiglu":
+        return 64 * ((int(8 * d_model / 3) + 63) // 64)
+    return 4 * d_model

@@ -9,19 +9,21 @@ grow by one token per step; cross-attention keys are computed once).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Literal
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .generate import SamplingConfig, _apply_repetition_penalty, _filter_logits
-from .layers import MLP, Attention, KVCache, Rotary, init_weights, make_norm, scale_residual_init
+from .layers import (MLP, Attention, KVCache, ModelConfig, Rotary, init_weights, make_norm, mlp_hidden_size,
+                     scale_residual_init)
 
 
 @dataclass
-class Seq2SeqConfig:
+class Seq2SeqConfig(ModelConfig):
+    model_type: ClassVar[str] = "seq2seq"
     vocab_size: int = 8192
     block_size: int = 256  # longest source and longest target
     n_encoder_layer: int = 3
@@ -42,19 +44,7 @@ class Seq2SeqConfig:
     eos_token_id: int | None = 2
 
     def hidden(self) -> int:
-        if self.mlp_hidden:
-            return self.mlp_hidden
-        if self.mlp == "swiglu":
-            return 64 * ((int(8 * self.d_model / 3) + 63) // 64)
-        return 4 * self.d_model
-
-    def to_dict(self) -> dict:
-        return {"model_type": "seq2seq", **asdict(self)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Seq2SeqConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return mlp_hidden_size(self.d_model, self.mlp, self.mlp_hidden)
 
 
 def shift_right(labels: torch.Tensor, start_id: int, pad_id: int) -> torch.Tensor:
