@@ -11,9 +11,8 @@ from pydantic import Field
 from ..config import StrictModel
 from ..errors import InputError
 from ..models.generate import SamplingConfig, stream, truncate_at_stop
-from ..models.gpt import GPT, GPTConfig
+from ..models.gpt import GPT
 from ..runs import StageResult, atomic_write_text
-from ..train.checkpoint import load_weights
 
 
 class GenerateConfig(StrictModel):
@@ -33,19 +32,17 @@ class GenerateConfig(StrictModel):
 
 
 def load_decoder(model_dir: Path) -> tuple[GPT, object]:
+    from ..models.io import load_model, read_config
     from ..tokenizer import Tok
 
     model_dir = Path(model_dir)
-    cfg_path = model_dir / "config.json"
-    if not cfg_path.exists():
+    if not (model_dir / "config.json").exists():
         raise InputError(f"no config.json in {model_dir}", "point --model at a pretrain output, e.g. runs/quickstart/pretrain/model")
-    cfg = json.loads(cfg_path.read_text())
-    if cfg.get("model_type") != "gpt":
-        raise InputError(f"{model_dir} holds a '{cfg.get('model_type')}' model, not a decoder",
+    cfg = read_config(model_dir)
+    if cfg.model_type != "gpt":
+        raise InputError(f"{model_dir} holds a '{cfg.model_type}' model, not a decoder",
                          "generation needs a GPT-style model (a pretrain output)")
-    model = GPT(GPTConfig.from_dict(cfg))
-    load_weights(model, model_dir)
-    return model.eval(), Tok.load(model_dir)
+    return load_model(model_dir).eval(), Tok.load(model_dir)
 
 
 def generate_text(model: GPT, tok, prompt: str, cfg: SamplingConfig) -> Iterator[str]:

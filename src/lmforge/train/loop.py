@@ -23,9 +23,10 @@ from typing import Iterable, Protocol
 import torch
 import torch.nn as nn
 
+from ..models.io import save_model
 from ..runs import atomic_write_json
 from . import distributed
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_weights, unwrap
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, unwrap
 from .config import TrainConfig
 from .optim import lr_at, make_optimizer, set_lr
 
@@ -275,14 +276,7 @@ class Trainer:
                     break
         final_model = self._final_model()
         if self._is_main():
-            final = self.out_dir / "model"
-            from ..runs import atomic_dir
-            import shutil
-
-            with atomic_dir(final) as tmp:
-                save_weights(final_model, tmp)
-                for f in self.extra_files:
-                    shutil.copy2(f, tmp / Path(f).name)
+            save_model(unwrap(final_model), self.out_dir / "model", extra_files=self.extra_files)
             atomic_write_json(self.out_dir / "train_summary.json", {
                 "steps": state["step"], "tokens": state["tokens"], "elapsed_s": state["elapsed_s"],
                 "best_val_loss": state["best_val_loss"], "stopped_early": stopped_early,
