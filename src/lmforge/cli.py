@@ -33,16 +33,18 @@ def _root(debug: bool = typer.Option(False, "--debug", help="show full traceback
 
 
 def _stage_verb(recipe: Path, overrides: list[str] | None, run_dir: Path | None, print_config: bool,
-                until: str | None, force: bool = False) -> None:
+                until: str | None, force: bool = False):
+    """Load the recipe and run it up to ``until``; returns the RunDir (None with --print-config)."""
     from .config import dump_config
     from .recipe import load_recipe, run_recipe
 
     cfg = load_recipe(recipe, overrides or [])
     if print_config:
         typer.echo(dump_config(cfg))
-        return
+        return None
     run = run_recipe(cfg, run_dir, until=until, force=force)
     console.print(f"[green]done[/green]: {run.path}")
+    return run
 
 
 @app.command("run")
@@ -53,19 +55,17 @@ def run_cmd(recipe: Path = typer.Argument(..., help="YAML recipe"), overrides: O
 
     Example: lmforge run recipes/quickstart.yaml pretrain.train.max_steps=50
     """
-    _stage_verb(recipe, overrides, run_dir, print_config, None, force)
-    from .recipe import load_recipe
-
-    cfg = load_recipe(recipe, overrides or [])
-    if not print_config and cfg.generate is not None:
+    run = _stage_verb(recipe, overrides, run_dir, print_config, None, force)
+    samples = run.stage_dir("generate") / "samples.jsonl" if run is not None else None
+    if samples is not None and samples.exists():
         import json
 
-        samples = Path(run_dir or Path(cfg.runs_root) / cfg.name) / "generate" / "samples.jsonl"
-        if samples.exists():
-            console.print("[bold]Generated samples[/bold]")
-            for line in samples.read_text(encoding="utf-8").splitlines():
-                s = json.loads(line)
-                console.print(f"  [cyan]{s['prompt']}[/cyan]{s['completion']}", markup=True, highlight=False)
+        from rich.markup import escape
+
+        console.print("[bold]Generated samples[/bold]")
+        for line in samples.read_text(encoding="utf-8").splitlines():
+            s = json.loads(line)
+            console.print(f"  [cyan]{escape(s['prompt'])}[/cyan]{escape(s['completion'])}", highlight=False)
 
 
 @app.command()
