@@ -29,7 +29,8 @@ from ..runs import atomic_write_json, atomic_write_text, fingerprint
 from .accounting import collect
 from .config import DataStageConfig
 from .document import Document, ReadError
-from .readers import InputFile, expand_inputs, ranges, read_file
+from .inputs import InputFile, expand_inputs, ranges
+from .readers import read_file
 from .steps import PII, LangId, MinHasher, Normalize, Precheck, Quality, Segment, exact_key
 from .steps.base import StepStats
 from .steps.dedup import exact_duplicates, near_clusters, shingle_hashes
