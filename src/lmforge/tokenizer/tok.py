@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from tokenizers import Tokenizer
 
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..runs import atomic_write_json, atomic_write_text
+from . import chat
+from .chat import CHAT_TEMPLATE_FILE, HF_CONFIG_FILE, ChatRender, ChatTemplate
 from .specials import ROLES, assign_roles, infer_family
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -19,6 +23,32 @@ META_FILE = "tokenizer_meta.json"
 # WordPiece decoding joins every token with a space; CJK text has none between characters.
 _CJK = r"\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
 _CJK_SPACE = re.compile(rf"(?<=[{_CJK}]) (?=[{_CJK}])")
+_METASPACE = "\u2581"
+
+
+@dataclass
+class Encoding:
+    """One encoded text (or pair, or window of one), as plain Python lists aligned with ``ids``.
+
+    ``offsets`` are character (not byte) spans into the original string of the token's sequence (the
+    word itself when the input was split into words); specials and tokens that stand for no text (a
+    SentencePiece-style prefix ``▁``) get empty spans, specials ``(0, 0)``. Byte-level BPE offsets
+    include the leading space the token carries, and the byte pieces of one character share its span.
+    ``missing_words`` lists ``(sequence_id, word_index)`` of input words that produced no token (a lone
+    space or control character): label them yourself, they have no position to carry a label.
+    """
+
+    ids: list[int]
+    type_ids: list[int]
+    tokens: list[str]
+    offsets: list[tuple[int, int]]
+    word_ids: list[int | None]
+    sequence_ids: list[int | None]
+    special_tokens_mask: list[int]
+    missing_words: list[tuple[int, int]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
 
 class Tok:
@@ -44,6 +74,16 @@ class Tok:
         self.cls_id: int | None = ids.get("cls")
         self.sep_id: int | None = ids.get("sep")
         self.mask_id: int | None = ids.get("mask")
+        self._chat_template: ChatTemplate | None = None
+        # Tokenizer copies with a fixed setting (truncation for windows, specials-as-text for chat
+        # contents), so ``self.hf`` keeps no padding/truncation and needs no set-and-restore.
+        self._variants: dict[tuple, Tokenizer] = {}
+        self._markup: dict[str, list[int]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_variants"], state["_markup"] = {}, {}  # caches: rebuilt on demand
+        return state
 
     # -- encoding ---------------------------------------------------------------------------
 
@@ -66,6 +106,100 @@ class Tok:
         fast = getattr(self.hf, "encode_batch_fast", self.hf.encode_batch)
         return [e.ids for e in fast(list(texts), add_special_tokens=add_special_tokens)]
 
+    def encode_full(self, text: str | Sequence[str], pair: str | Sequence[str] | None = None,
+                    add_special_tokens: bool = True, max_length: int | None = None, stride: int = 0,
+                    return_overflow: bool = False, is_split_into_words: bool = False) -> Encoding | list[Encoding]:
+        """Ids with offsets, word ids, sequence ids and special-token mask (see ``Encoding``).
+
+        ``pair`` is the second sequence ([CLS] a [SEP] b [SEP] for BERT-family tokenizers; plain
+        concatenation for byte-level BPE, which has no template). ``max_length`` truncates; with
+        ``return_overflow`` the result is a list of windows of at most ``max_length`` tokens that
+        overlap by ``stride`` tokens: for QA pass the question as ``text`` and the context as ``pair``,
+        every window repeats the whole question and covers the next part of the context.
+        ``is_split_into_words``: ``text`` (and ``pair``) are lists of words, e.g. CoNLL tokens or one
+        Chinese character per word; ``word_ids`` then index those words.
+        """
+        out = self.encode_full_batch([text], None if pair is None else [pair], add_special_tokens=add_special_tokens,
+                                     max_length=max_length, stride=stride, return_overflow=return_overflow,
+                                     is_split_into_words=is_split_into_words)
+        return out[0]
+
+    def encode_full_batch(self, texts: Sequence[str | Sequence[str]], pairs: Sequence[str | Sequence[str]] | None = None,
+                          add_special_tokens: bool = True, max_length: int | None = None, stride: int = 0,
+                          return_overflow: bool = False, is_split_into_words: bool = False
+                          ) -> list[Encoding] | list[list[Encoding]]:
+        """``encode_full`` for many inputs on the Rust batch encoder; one list of windows per input
+        with ``return_overflow``."""
+        texts = list(texts)
+        if pairs is not None:
+            pairs = list(pairs)
+            if len(pairs) != len(texts):
+                raise InputError(f"encode_full_batch: {len(texts)} texts but {len(pairs)} pairs",
+                                 "pass one pair per text, or pairs=None")
+        _check_inputs(texts, is_split_into_words, "texts")
+        if pairs is not None:
+            _check_inputs(pairs, is_split_into_words, "pairs")
+        if not texts:
+            return []
+        inputs: list = texts if pairs is None else list(zip(texts, pairs))
+        kw = dict(is_pretokenized=is_split_into_words, add_special_tokens=add_special_tokens)
+        hf = self.hf
+        if max_length is not None:
+            hf = self._truncating(texts, pairs is not None, max_length, stride if return_overflow else 0,
+                                  return_overflow, add_special_tokens, is_split_into_words)
+        raw = hf.encode_batch(inputs, **kw)
+        missing: list[list[tuple[int, int]]] | None = None
+        if is_split_into_words:
+            # count words from an untruncated encoding: words cut off by max_length are not "missing"
+            full = raw if max_length is None else self.hf.encode_batch(inputs, **kw)
+            missing = [_missing_words(e, x, pairs is not None) for e, x in zip(full, inputs)]
+        out = []
+        for i, (e, x) in enumerate(zip(raw, inputs)):
+            seqs = (x,) if pairs is None else x
+            windows = [e] + (list(e.overflowing) if return_overflow else [])
+            encs = [_to_encoding(w, seqs, is_split_into_words, missing[i] if missing else []) for w in windows]
+            out.append(encs if return_overflow else encs[0])
+        return out
+
+    def _variant(self, key: tuple, setup: Callable[[Tokenizer], None]) -> Tokenizer:
+        """A cached copy of ``self.hf`` configured once by ``setup`` (rebuilt if tokens were added)."""
+        key = (id(self.hf), self.hf.get_vocab_size(with_added_tokens=True)) + key
+        hf = self._variants.get(key)
+        if hf is None:
+            if len(self._variants) >= 8:
+                self._variants.pop(next(iter(self._variants)))
+            hf = Tokenizer.from_str(self.hf.to_str())
+            hf.no_padding()
+            hf.no_truncation()
+            setup(hf)
+            self._variants[key] = hf
+        return hf
+
+    def _truncating(self, texts: list, is_pair: bool, max_length: int, stride: int, windows: bool,
+                    add_special_tokens: bool, is_split_into_words: bool) -> Tokenizer:
+        """The truncating copy, after checking the settings the Rust side would panic on."""
+        n_special = self.hf.num_special_tokens_to_add(is_pair) if add_special_tokens else 0
+        if stride < 0:
+            raise InputError(f"stride={stride} must be >= 0", "stride is how many tokens windows overlap")
+        if max_length - n_special <= stride:
+            raise InputError(f"max_length={max_length} leaves {max_length - n_special} tokens after {n_special} "
+                             f"special tokens, not more than stride={stride}", "raise max_length or lower stride")
+        # QA windows cut only the context, so the first text must leave room for more than `stride` tokens
+        strategy = "only_second" if is_pair and windows else "longest_first"
+        if strategy == "only_second":
+            firsts = self.hf.encode_batch_fast(texts, add_special_tokens=False, is_pretokenized=is_split_into_words)
+            for i, e in enumerate(firsts):
+                room = max_length - n_special - len(e.ids)
+                if room <= stride:
+                    raise InputError(f"input {i}: the first text (question) takes {len(e.ids)} tokens, leaving {room} of "
+                                     f"max_length={max_length} for context windows that overlap by stride={stride}",
+                                     "raise max_length, lower stride, or shorten the question")
+
+        def setup(hf: Tokenizer) -> None:
+            hf.enable_truncation(max_length, stride=stride, strategy=strategy)
+
+        return self._variant(("truncate", max_length, stride, strategy), setup)
+
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = False) -> str:
         text = self.hf.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
         return _CJK_SPACE.sub("", text) if self.kind == "wordpiece" else text
@@ -83,6 +217,51 @@ class Tok:
     def special_ids(self) -> dict[str, int | None]:
         return {role: getattr(self, f"{role}_id") for role in ROLES}
 
+    # -- chat -------------------------------------------------------------------------------
+
+    @property
+    def chat_template(self) -> ChatTemplate:
+        """The template set or loaded (``chat_template.json``), else the default for this vocabulary:
+        ChatML / Llama-3 / Zephyr when their markers are special tokens, plain-text headers otherwise."""
+        return self._chat_template or chat.default_template(self)
+
+    @chat_template.setter
+    def chat_template(self, template: ChatTemplate | None) -> None:
+        self._chat_template = template
+
+    def render_chat(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = False,
+                    max_length: int | None = None) -> ChatRender:
+        """``ids, loss_mask = tok.render_chat(messages)``: loss_mask is 1 on assistant contents and their
+        end marker, 0 on system/user turns and role headers. Over ``max_length`` whole turns are kept
+        from the start (``.truncated`` says whether any were cut, ``.turns_kept`` how many stayed)."""
+        return chat.render(self, self.chat_template, messages, add_generation_prompt, max_length)
+
+    def chat_prompt(self, messages: Sequence[Mapping[str, Any]], max_length: int | None = None) -> list[int]:
+        """Ids for generation: the conversation plus the assistant header (oldest turns dropped first)."""
+        return chat.prompt(self, self.chat_template, messages, max_length)
+
+    @property
+    def chat_stop_ids(self) -> list[int]:
+        """Token ids that end an assistant reply: the template's end marker and the tokenizer's eos."""
+        added = {t.content: i for i, t in self.hf.get_added_tokens_decoder().items()}
+        ids = [added.get(s) for s in self.chat_template.stop_strings] + [self.eos_id]
+        return list(dict.fromkeys(i for i in ids if i is not None))
+
+    @property
+    def chat_stop_strings(self) -> list[str]:
+        return list(self.chat_template.stop_strings)
+
+    def _encode_markup(self, text: str) -> list[int]:
+        """Template text: marker strings become their special tokens (cached, a template has few)."""
+        if text not in self._markup:
+            self._markup[text] = self.hf.encode(text, add_special_tokens=False).ids if text else []
+        return self._markup[text]
+
+    def _encode_content(self, text: str) -> list[int]:
+        """Message text: a literal "<|im_end|>" typed by a user stays text, it cannot end a turn."""
+        hf = self._variant(("content",), lambda h: setattr(h, "encode_special_tokens", True))
+        return hf.encode(text, add_special_tokens=False).ids
+
     # -- persistence ------------------------------------------------------------------------
 
     def save(self, path: str | Path) -> Path:
@@ -94,6 +273,8 @@ class Tok:
         file = path if path.suffix == ".json" else path / TOKENIZER_FILE
         atomic_write_text(file, self.hf.to_str(pretty=True))
         atomic_write_json(file.parent / META_FILE, self.meta)
+        if self._chat_template is not None:
+            self._chat_template.save(file.parent / CHAT_TEMPLATE_FILE)
         return file
 
     @classmethod
@@ -124,10 +305,58 @@ class Tok:
                 meta = json.loads(meta_file.read_text(encoding="utf-8"))
             except json.JSONDecodeError as err:
                 raise InputError(f"{meta_file}: invalid JSON ({err})", "delete it to infer roles from token names") from None
-        return cls(hf, meta)
+        tok = cls(hf, meta)
+        tok._chat_template = _load_chat_template(file.parent)
+        return tok
 
     def __repr__(self) -> str:
         return f"Tok(kind={self.kind}, family={self.family}, vocab_size={self.vocab_size})"
+
+
+def _load_chat_template(folder: Path) -> ChatTemplate | None:
+    """``chat_template.json``, else a recognised Hugging Face ``chat_template``, else None (default)."""
+    if (folder / CHAT_TEMPLATE_FILE).exists():
+        return ChatTemplate.load(folder / CHAT_TEMPLATE_FILE)
+    if (folder / HF_CONFIG_FILE).exists():
+        try:
+            return chat.read_hf_tokenizer_config(folder / HF_CONFIG_FILE)
+        except (ConfigError, InputError) as err:
+            warnings.warn(f"{err}; using the default chat template instead", stacklevel=3)
+    return None
+
+
+def _check_inputs(items: list, words: bool, what: str) -> None:
+    """Clear errors for what the Rust side would reject with a bare TypeError."""
+    for i, x in enumerate(items):
+        if words:
+            if isinstance(x, str) or not isinstance(x, Sequence) or not all(isinstance(w, str) for w in x):
+                raise InputError(f"{what}[{i}]: is_split_into_words needs a list of word strings, got {x!r:.60}",
+                                 "pass e.g. ['EU', 'rejects', 'German'], or is_split_into_words=False for a string")
+        elif not isinstance(x, str):
+            raise InputError(f"{what}[{i}]: expected a string, got {type(x).__name__}",
+                             "pass is_split_into_words=True for lists of words")
+
+
+def _to_encoding(e: Any, seqs: tuple, words: bool, missing: list[tuple[int, int]]) -> Encoding:
+    tokens, offsets = e.tokens, e.offsets
+    if _METASPACE in tokens:
+        # Metaspace's prepended "▁" stands for no character, yet Rust aligns it to the first one
+        seq_ids, word_ids = e.sequence_ids, e.word_ids
+        for j, t in enumerate(tokens):
+            if t == _METASPACE and seq_ids[j] is not None:
+                a, b = offsets[j]
+                src = seqs[seq_ids[j]][word_ids[j]] if words else seqs[seq_ids[j]]
+                if not src[a:b].isspace():
+                    offsets[j] = (a, a)
+    return Encoding(ids=e.ids, type_ids=e.type_ids, tokens=tokens, offsets=offsets, word_ids=e.word_ids,
+                    sequence_ids=e.sequence_ids, special_tokens_mask=e.special_tokens_mask, missing_words=missing)
+
+
+def _missing_words(e: Any, x: Any, is_pair: bool) -> list[tuple[int, int]]:
+    """Words of a pre-split input that got no token at all."""
+    seqs = x if is_pair else (x,)
+    seen = {(s, w) for s, w in zip(e.sequence_ids, e.word_ids) if s is not None and w is not None}
+    return [(s, w) for s, words in enumerate(seqs) for w in range(len(words)) if (s, w) not in seen]
 
 
 def _guess_kind(hf: Tokenizer) -> str:
