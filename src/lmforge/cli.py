@@ -136,15 +136,89 @@ def finetune(recipe: Path = typer.Argument(..., help="YAML recipe with a finetun
     _stage_verb(recipe, overrides, run_dir, print_config, "finetune")
 
 
+def _kv(items: list[str] | None) -> dict:
+    """``key=value`` pairs (values parsed as YAML) for a model's task settings."""
+    from .config import parse_value
+    from .errors import ConfigError
+
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"'{item}' is not of the form key=value", "write e.g. text_fields=[sentence]")
+        k, v = item.split("=", 1)
+        out[k.strip()] = parse_value(v)
+    return out
+
+
 @app.command()
-def evaluate(recipe: Path = typer.Argument(..., help="YAML recipe with an evaluate section"),
+def evaluate(recipe: Optional[Path] = typer.Argument(None, help="YAML recipe (or use --model and --data)"),
              overrides: Optional[List[str]] = OVERRIDES, run_dir: Optional[Path] = RUN_DIR,
-             print_config: bool = PRINT) -> None:
-    """Evaluate fine-tuned models on the held-out test split (accuracy, macro-F1, confusion matrix, ROC-AUC).
+             print_config: bool = PRINT,
+             model: Optional[Path] = typer.Option(None, "--model", help="a model directory: fine-tuned task model, "
+                                                  "pretrained decoder or n-gram model"),
+             data: Optional[Path] = typer.Option(None, "--data", help="file in the task's format"),
+             output: Optional[Path] = typer.Option(None, "--output", "-o", help="where metrics.json, "
+                                                   "predictions.jsonl and errors.jsonl go"),
+             batch_size: int = typer.Option(64, "--batch-size", min=1),
+             bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="resamples for 95% CIs (0 = none)")) -> None:
+    """Score a model: a recipe's fine-tuned variants on its test split, or any model directory on any file.
 
     Example: lmforge evaluate recipes/quickstart.yaml
+    Example: lmforge evaluate --model runs/quickstart/finetune/pretrained/model --data examples/data/sentiment/test.jsonl
+    Extra key=value pairs after --model override the task's saved settings (e.g. text_fields=[sentence]).
     """
-    _stage_verb(recipe, overrides, run_dir, print_config, "evaluate")
+    from .errors import ConfigError
+
+    if model is None:
+        if recipe is None:
+            raise ConfigError("evaluate needs a recipe, or --model DIR --data FILE", "see lmforge evaluate --help")
+        _stage_verb(recipe, overrides, run_dir, print_config, "evaluate")
+        return
+    if data is None:
+        raise ConfigError("--model needs --data FILE", "pass the file to evaluate on")
+    import json
+
+    from .eval.evaluate import evaluate_model
+
+    extra = ([str(recipe)] if recipe is not None else []) + list(overrides or [])  # all key=value here
+    result = evaluate_model(model, data, output, overrides=_kv(extra), batch_size=batch_size, bootstrap=bootstrap,
+                            progress=True)
+    shown = {k: v for k, v in result.items() if k not in ("details", "warnings")}
+    typer.echo(json.dumps(shown, ensure_ascii=False, indent=2))
+    if output is not None:
+        console.print(f"[green]wrote[/green] {output}/metrics.json")
+
+
+@app.command()
+def predict(model: Path = typer.Option(..., "--model", help="a fine-tuned task model directory"),
+            data: Optional[Path] = typer.Option(None, "--data", help="input file in the task's format; "
+                                                "omit to read one text per line from stdin"),
+            output: Optional[Path] = typer.Option(None, "--output", "-o", help="predictions jsonl (default stdout)"),
+            batch_size: int = typer.Option(64, "--batch-size", min=1),
+            settings: Optional[List[str]] = typer.Argument(None, help="key=value task settings")) -> None:
+    """Predict with a fine-tuned model: labels with scores, entity spans, text or answers, one JSON line each.
+
+    Example: lmforge predict --model runs/quickstart/finetune/pretrained/model --data test.jsonl --output preds.jsonl
+    Example: echo "a gorgeous, witty film" | lmforge predict --model runs/quickstart/finetune/pretrained/model
+    """
+    from .tasks.predict import predict_file
+
+    predict_file(model, data, output, overrides=_kv(settings), batch_size=batch_size)
+
+
+@app.command()
+def compare(run_a: Path = typer.Argument(..., help="a run directory or an `evaluate --output` directory"),
+            run_b: Path = typer.Argument(..., help="the other one (same test data)"),
+            resamples: int = typer.Option(1000, "--resamples", min=10)) -> None:
+    """Compare two models on the same test data: difference, 95% CI and p-value (paired bootstrap).
+
+    Example: lmforge compare runs/sst2-minilm runs/imdb-scratch
+    """
+    import json
+
+    from .eval.compare import compare_runs
+
+    typer.echo(json.dumps(compare_runs(run_a, run_b, resamples), indent=2))
 
 
 @app.command()
@@ -197,6 +271,12 @@ def _mount_subapps() -> None:
 
     app.add_typer(data_app, name="data", help="Data pipeline: process, split, stats, crawl, leakage.\n\n"
                   "Example: lmforge data process examples/data/raw --output out/clean --languages en")
+    import importlib.util
+
+    for module, name, text in (("lmforge.models.ngram_cli", "ngram", "n-gram language models (Kneser-Ney): train, generate, score."),
+                               ("lmforge.models.vectors_cli", "vectors", "Word vectors (word2vec, GloVe, fastText): train, eval, neighbors.")):
+        if importlib.util.find_spec(module) is not None:
+            app.add_typer(importlib.import_module(module).app, name=name, help=text)
     app.add_typer(tokenizer_app, name="tokenizer", help="Train tokenizers, encode corpora to token shards, stats.\n\n"
                   "Example: lmforge tokenizer train corpus.txt --output tok --kind byte_bpe --vocab-size 8192")
 

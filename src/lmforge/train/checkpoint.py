@@ -19,19 +19,9 @@ import torch.nn as nn
 
 from ..errors import InputError
 from ..runs import atomic_dir, atomic_write_text
+from .distributed import unwrap  # noqa: F401  (re-exported: checkpoint -> distributed, never back)
 
 LATEST = "latest.txt"
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The plain module under DDP / FSDP / torch.compile wrappers."""
-    while True:
-        if hasattr(model, "module"):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
 
 
 def save_weights(model: nn.Module, directory: Path) -> None:
@@ -118,10 +108,10 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     """
     blob = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
     if fsdp:
-        from ..models.io import build_model
-        from .distributed import fsdp_load_state
+        from ..models.io import rebuild
+        from .distributed import fsdp_load_state  # noqa: F401
 
-        plain = build_model(unwrap(model).config)
+        plain = rebuild(unwrap(model))
         load_weights(plain, path)
         prefix = "module." if hasattr(model, "module") else ""  # a training wrapper (BertPretrainModel)
         full = {prefix + k: v for k, v in plain.state_dict().items()}

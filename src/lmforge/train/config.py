@@ -27,7 +27,16 @@ class TrainConfig(StrictModel):
     gradient_checkpointing: bool = False
     eval_every: int = Field(100, ge=1)
     eval_batches: int = Field(20, ge=1)
-    early_stopping_patience: int | None = Field(None, ge=1, description="evaluations without improvement")
+    early_stopping_patience: int | None = Field(None, ge=1, description="evaluations without improvement "
+                                                "of metric_for_best")
+    max_epochs: float | None = Field(None, gt=0, description="epochs over the training examples (task "
+                                     "fine-tuning); replaces max_steps when set")
+    metric_for_best: str = Field("val_loss", description="evaluation metric that picks the best checkpoint, "
+                                 "e.g. val_accuracy, val_entity_f1, val_bleu")
+    greater_is_better: bool | None = Field(None, description="unset: lower is better for losses/perplexity, "
+                                           "higher for everything else")
+    keep_best: bool = Field(False, description="save the best evaluation's weights and end with them "
+                            "(early stopping restores the best, not the last)")
     save_every: int = Field(200, ge=1)
     log_every: int = Field(10, ge=1)
     seed: int = 1337

@@ -28,6 +28,17 @@ import torch.nn as nn
 from ..errors import ConfigError
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module under DDP / FSDP / torch.compile wrappers."""
+    while True:
+        if hasattr(model, "module"):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
 def env_world() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
@@ -120,8 +131,6 @@ def wrap(model: nn.Module, mode: str, device: torch.device) -> nn.Module:
         return DDP(model, device_ids=ids, broadcast_buffers=False)
     if mode == "fsdp":
         from torch.distributed.fsdp import fully_shard
-
-        from .checkpoint import unwrap
 
         inner = unwrap(model)
         for block in _blocks(inner):

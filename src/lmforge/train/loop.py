@@ -61,6 +61,8 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     best_val_loss: float | None = None
     stopped_early: bool = False
+    best_metric: float | None = None
+    best_step: int | None = None
 
 
 def pick_device(name: str) -> torch.device:
@@ -108,7 +110,14 @@ class Trainer:
         self._created_pg = distributed.setup(cfg.distributed)
         self.device = distributed.device_for(cfg.device)
         self.model = model.to(self.device)
-        unwrap(self.model).gradient_checkpointing = cfg.gradient_checkpointing
+        if hasattr(objective, "steps_per_epoch") and cfg.max_epochs is not None:
+            # epochs become steps once the data is known; the schedule then sees the real length
+            steps = max(1, math.ceil(cfg.max_epochs * objective.steps_per_epoch))
+            self.cfg = cfg = cfg.model_copy(update={"max_steps": steps})
+        # the flag lives on the body (a head wrapper forwards nothing): set it on every module that has it
+        for m in unwrap(self.model).modules():
+            if hasattr(m, "gradient_checkpointing"):
+                m.gradient_checkpointing = cfg.gradient_checkpointing
         if self.mode == "fsdp":
             distributed.wrap(self.model, "fsdp", self.device)  # in place; the optimizer sees the shards
         self.optimizer = make_optimizer(self.model, cfg)
@@ -131,6 +140,11 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         self.model.eval()
+        if hasattr(self.objective, "evaluate"):  # tasks: loss and task metrics over the same examples
+            out = self.objective.evaluate(self.forward_model, self.cfg.eval_batches,
+                                          lambda b: _move(b, self.device), self.autocast)
+            self.model.train()
+            return out
         total, count = 0.0, 0
         for batch in self.objective.eval_batches(self.cfg.eval_batches):
             with self.autocast:
@@ -143,7 +157,7 @@ class Trainer:
     # -- state ------------------------------------------------------------------------------
     def _resume(self) -> dict:
         state = {"step": 0, "tokens": 0, "elapsed_s": 0.0, "best_val_loss": None, "bad_evals": 0,
-                 "history": []}
+                 "history": [], "best_metric": None, "best_step": None}
         path = latest_checkpoint(self.ckpt_root)
         if path is not None:  # every rank loads the same checkpoint
             state.update(load_checkpoint(path, self.model, self.optimizer, fsdp=self.mode == "fsdp"))
@@ -167,9 +181,9 @@ class Trainer:
 
     def _plain_copy(self, model_state: dict) -> nn.Module:
         """An unsharded CPU model holding ``model_state`` (FSDP saving goes through it)."""
-        from ..models.io import build_model
+        from ..models.io import rebuild
 
-        plain = build_model(unwrap(self.model).config)
+        plain = rebuild(unwrap(self.model))
         prefix = "module." if hasattr(self.model, "module") else ""  # a training wrapper (BertPretrainModel)
         plain.load_state_dict({k[len(prefix):]: v for k, v in model_state.items()})
         return plain
@@ -265,9 +279,19 @@ class Trainer:
                         self._log_eval(state, metrics)
                     val = metrics.get("val_loss")
                     if val is not None and (state["best_val_loss"] is None or val < state["best_val_loss"]):
-                        state["best_val_loss"], state["bad_evals"] = val, 0
-                    elif val is not None:
-                        state["bad_evals"] += 1
+                        state["best_val_loss"] = val
+                    key = cfg.metric_for_best
+                    best = metrics.get(key)
+                    if best is not None:
+                        higher = cfg.greater_is_better if cfg.greater_is_better is not None else not (
+                            "loss" in key or "ppl" in key or "perplexity" in key)
+                        prev = state["best_metric"]
+                        if prev is None or (best > prev if higher else best < prev):
+                            state["best_metric"], state["best_step"], state["bad_evals"] = best, state["step"], 0
+                            if cfg.keep_best and self._is_main() and self.mode != "fsdp":
+                                save_model(unwrap(self.model), self.out_dir / "best", extra_files=self.extra_files)
+                        else:
+                            state["bad_evals"] += 1
                     if cfg.early_stopping_patience and state["bad_evals"] >= cfg.early_stopping_patience:
                         stopped_early = True
                 if state["step"] % cfg.save_every == 0 or state["step"] == cfg.max_steps or stopped_early:
@@ -275,18 +299,27 @@ class Trainer:
                 if stopped_early:
                     break
         final_model = self._final_model()
+        restored = False
+        if (cfg.keep_best and self._is_main() and self.mode != "fsdp" and state["best_step"] is not None
+                and state["best_step"] != state["step"] and (self.out_dir / "best" / "model.safetensors").exists()):
+            from .checkpoint import load_weights
+
+            load_weights(unwrap(final_model), self.out_dir / "best")  # the best evaluation, not the last
+            restored = True
         if self._is_main():
             save_model(unwrap(final_model), self.out_dir / "model", extra_files=self.extra_files)
             atomic_write_json(self.out_dir / "train_summary.json", {
                 "steps": state["step"], "tokens": state["tokens"], "elapsed_s": state["elapsed_s"],
                 "best_val_loss": state["best_val_loss"], "stopped_early": stopped_early,
+                "metric_for_best": cfg.metric_for_best, "best_metric": state["best_metric"],
+                "best_step": state["best_step"], "restored_best": restored,
                 "precision": self.precision, "device": str(self.device), "distributed": self.mode,
                 "world_size": self._world()})
         if self.tb is not None:
             self.tb.close()
         distributed.teardown(self._created_pg)
         return TrainResult(state["step"], state["tokens"], state["elapsed_s"], state["history"],
-                           state["best_val_loss"], stopped_early)
+                           state["best_val_loss"], stopped_early, state["best_metric"], state["best_step"])
 
     # -- distributed hooks (single process: no-ops) -------------------------------------------
     def _world(self) -> int:

