@@ -80,7 +80,8 @@ def _finetune(recipe: Recipe, run: RunDir, out: Path, progress: bool) -> StageRe
     from .tasks.stage import run as finetune_run
 
     body = run.stage_dir("pretrain") / "model" if recipe.pretrain is not None else None
-    return finetune_run(recipe.finetune, body, out, progress=progress)
+    tok_dir = run.stage_dir("tokenizer") if recipe.tokenizer is not None else None
+    return finetune_run(recipe.finetune, body, out, progress=progress, tokenizer_dir=tok_dir)
 
 
 def _evaluate(recipe: Recipe, run: RunDir, out: Path, progress: bool) -> StageResult:
@@ -115,7 +116,8 @@ STAGES: dict[str, Stage] = {
     "data": Stage(_data),
     "tokenizer": Stage(_tokenizer, ("data",)),
     "pretrain": Stage(_pretrain, ("tokenizer",), lambda r: ("tokenizer",)),
-    "finetune": Stage(_finetune, ("pretrain",), lambda r: () if r.finetune.init_from else ("pretrain",)),
+    "finetune": Stage(_finetune, ("tokenizer", "pretrain"), lambda r: () if r.finetune.init_from else
+                      ("tokenizer",) if r.finetune.model is not None else ("pretrain",)),
     "evaluate": Stage(_evaluate, ("finetune",), lambda r: ("finetune",)),
     "generate": Stage(_generate, ("pretrain",), lambda r: ("pretrain",)),
     "report": Stage(_report, ("data", "tokenizer", "pretrain", "finetune", "evaluate", "generate")),

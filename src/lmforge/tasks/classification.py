@@ -259,3 +259,6 @@ def _label_key(label: str):
         return (0, float(label), "")
     except ValueError:
         return (1, 0.0, label)
+
+
+CONFIG = ClassificationConfig

@@ -1,16 +1,20 @@
 """Every task's config in one discriminated union (``finetune.task.kind``); importing this module
-registers every task. Adding a task: its module in tasks/, then one line in each list below."""
+registers every task. A task is one module in tasks/ that defines its Task subclass (``@register``)
+and ``CONFIG``, its pydantic config with a ``kind`` literal; adding one is a line in ``MODULES``."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from functools import lru_cache
 from typing import Annotated, Union
 
 from pydantic import Field, TypeAdapter
 
-from .classification import ClassificationConfig
+MODULES = ("classification", "ner", "seq2seq", "qa", "chat")
 
-CONFIGS = (ClassificationConfig,)
+CONFIGS = tuple(importlib.import_module(f"{__package__}.{m}").CONFIG for m in MODULES
+                if importlib.util.find_spec(f"{__package__}.{m}") is not None)
 
 TaskConfig = Annotated[Union[CONFIGS], Field(discriminator="kind")]  # type: ignore[valid-type]
 

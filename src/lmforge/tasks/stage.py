@@ -14,13 +14,13 @@ import tempfile
 from pathlib import Path
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from rich.console import Console
 
 from ..config import StrictModel
 from ..errors import InputError
 from ..runs import StageResult, atomic_write_json, set_seed
-from ..train.config import TrainConfig
+from ..train.config import ModelConfig, TrainConfig
 from .base import Task, TaskObjective, load_task, task_from_config
 from .registry import TaskConfig
 
@@ -56,8 +56,18 @@ class FinetuneConfig(StrictModel):
     data: TaskData
     init_from: str | None = Field(None, description="a model directory (lmforge or Hugging Face GPT-2/LLaMA/BERT), "
                                   "or package:NAME, to start from instead of the pretrain stage's model")
+    model: ModelConfig | None = Field(None, description="train from zero: a fresh body of this architecture "
+                                      "(family gpt, bert or seq2seq) on the recipe's tokenizer stage")
     compare_random_init: bool = False
     train: FinetuneTrainConfig = Field(default_factory=FinetuneTrainConfig)
+
+    @model_validator(mode="after")
+    def _one_body(self):
+        if self.model is not None and self.init_from:
+            raise ValueError("set finetune.model (train from zero) or finetune.init_from, not both")
+        if self.model is not None and self.model.family is None:
+            raise ValueError("finetune.model needs a family: gpt, bert or seq2seq")
+        return self
 
     def input_paths(self) -> list[str]:
         paths = [p for p in (self.data.train, self.data.val, self.data.test) if p]
@@ -134,14 +144,33 @@ def _report_warnings(task: Task, where: str) -> list[str]:
     return lines
 
 
-def run(cfg: FinetuneConfig, pretrain_model_dir: Path | None, out_dir: Path, progress: bool = True) -> StageResult:
+def fresh_body(model_cfg: ModelConfig, tok):
+    """A randomly initialised body of ``model_cfg``'s family for ``tok`` (training from zero)."""
+    from ..train.config import PretrainConfig
+    from ..train.pretrain import build_model
+
+    objective = {"gpt": "clm", "bert": "mlm", "seq2seq": "seq2seq"}[model_cfg.family]
+    return build_model(PretrainConfig(objective=objective, model=model_cfg), tok.vocab_size, tok)
+
+
+def run(cfg: FinetuneConfig, pretrain_model_dir: Path | None, out_dir: Path, progress: bool = True,
+        tokenizer_dir: Path | None = None) -> StageResult:
+    """``pretrain_model_dir``: the pretrain stage's model (the default body); ``tokenizer_dir``: the
+    tokenizer stage's output, used with ``finetune.model`` (from zero)."""
     from ..models.io import rebuild
     from ..tokenizer import Tok
     from ..train.loop import Trainer
 
-    body_dir = resolve_model_dir(cfg.init_from) if cfg.init_from else pretrain_model_dir
+    if cfg.model is not None:
+        if tokenizer_dir is None or not (Path(tokenizer_dir) / "tokenizer.json").exists():
+            raise InputError("finetune.model (from zero) needs the recipe's tokenizer stage",
+                             "add a tokenizer: section (e.g. files: [the training file])")
+        body_dir = Path(tokenizer_dir)
+    else:
+        body_dir = resolve_model_dir(cfg.init_from) if cfg.init_from else pretrain_model_dir
     if body_dir is None:
-        raise InputError("finetune has no body to start from", "add a pretrain section or set finetune.init_from")
+        raise InputError("finetune has no body to start from",
+                         "add a pretrain section, set finetune.init_from, or set finetune.model (from zero)")
     task = task_from_config(cfg.task)
     examples = read_split(task, cfg.data, "train")
     if cfg.data.val:
@@ -162,9 +191,12 @@ def run(cfg: FinetuneConfig, pretrain_model_dir: Path | None, out_dir: Path, pro
         tok.save(Path(tmp))
         for variant in variants:
             set_seed(cfg.train.seed)
-            body = load_body(body_dir)
-            if variant == "random":
-                body = rebuild(body)  # same architecture, fresh weights
+            if cfg.model is not None:
+                body = fresh_body(cfg.model, tok)
+            else:
+                body = load_body(body_dir)
+                if variant == "random":
+                    body = rebuild(body)  # same architecture, fresh weights
             model = task.build_model(body, tok)
             task.save(Path(tmp))  # task.json travels with every checkpoint and the final model
             files = sorted(Path(tmp).iterdir())
