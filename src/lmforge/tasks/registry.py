@@ -1,6 +1,6 @@
 """Every task's config in one discriminated union (``finetune.task.kind``); importing this module
 registers every task. A task is one module in tasks/ that defines its Task subclass (``@register``)
-and ``CONFIG``, its pydantic config with a ``kind`` literal; adding one is a line in ``MODULES``."""
+and ``CONFIG``, its pydantic config with a ``kind`` literal (or a tuple of them); adding one is a line in ``MODULES``."""
 
 from __future__ import annotations
 
@@ -13,8 +13,17 @@ from pydantic import Field, TypeAdapter
 
 MODULES = ("classification", "ner", "seq2seq", "qa", "chat")
 
-CONFIGS = tuple(importlib.import_module(f"{__package__}.{m}").CONFIG for m in MODULES
-                if importlib.util.find_spec(f"{__package__}.{m}") is not None)
+
+def _configs() -> tuple:
+    out = []
+    for m in MODULES:
+        if importlib.util.find_spec(f"{__package__}.{m}") is not None:
+            c = importlib.import_module(f"{__package__}.{m}").CONFIG  # a config class, or a tuple of them
+            out.extend(c if isinstance(c, tuple) else (c,))
+    return tuple(out)
+
+
+CONFIGS = _configs()
 
 TaskConfig = Annotated[Union[CONFIGS], Field(discriminator="kind")]  # type: ignore[valid-type]
 
