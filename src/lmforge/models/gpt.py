@@ -49,8 +49,9 @@ class Block(nn.Module):
         self.ln_2 = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps, cfg.bias)
         self.mlp = MLP(cfg.d_model, cfg.hidden(), cfg.mlp, cfg.bias, cfg.dropout)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), causal=True, cache=cache, layer=layer)
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
+                mask: torch.Tensor | None = None, positions: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), causal=True, mask=mask, cache=cache, layer=layer, positions=positions)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -77,27 +78,53 @@ class GPT(nn.Module):
             n -= self.wpe.weight.numel()
         return n
 
-    def hidden_states(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        """Final normalised hidden states (B, T, d_model); the body that task heads build on."""
+    def hidden_states(self, idx: torch.Tensor, cache: KVCache | None = None,
+                      attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Final normalised hidden states (B, T, d_model); the body that task heads build on.
+
+        ``attention_mask`` (B, cache.length + T; 1 = real token, 0 = padding) lets a left-padded batch
+        of prompts decode together: padding keys are masked out and positions count from each row's
+        first real token, so every real token sees what it would see alone. Without it the fast
+        mask-free causal path runs (no padding, or right padding that causal attention never sees).
+        """
+        if isinstance(cache, torch.Tensor):
+            raise TypeError("GPT.hidden_states(idx, cache=None, attention_mask=None): pass the mask as attention_mask=")
         B, T = idx.shape
         offset = cache.length if cache is not None else 0
         if offset + T > self.config.block_size:
             raise ValueError(f"sequence of {offset + T} tokens exceeds block_size {self.config.block_size}")
+        mask = positions = None
+        if attention_mask is None:
+            pos = torch.arange(offset, offset + T, device=idx.device)
+        else:
+            if tuple(attention_mask.shape) != (B, offset + T):
+                raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {(B, offset + T)} "
+                                 "(cached tokens + new ones)")
+            keep = attention_mask.bool()
+            positions = pos = (keep.long().cumsum(-1) - 1).clamp_min(0)[:, offset:]  # (B, T)
+            S = offset + T
+            q_at = torch.arange(offset, S, device=idx.device)[:, None]
+            k_at = torch.arange(S, device=idx.device)[None, :]
+            # causal over real keys; every query also sees itself, so a padding query's row is never
+            # all -inf (that would give NaN, and NaN values leak through 0-weights in later layers)
+            mask = ((keep[:, None, :] & (k_at <= q_at)) | (k_at == q_at))[:, None]  # (B, 1, T, S)
         x = self.wte(idx)
         if self.wpe is not None:
-            x = x + self.wpe(torch.arange(offset, offset + T, device=idx.device))
+            x = x + self.wpe(pos)
         x = self.drop(x)
+        if self.wpe is not None:
+            positions = None  # learned positions are added above; RoPE blocks need them per row
         for i, block in enumerate(self.blocks):
             if self.gradient_checkpointing and self.training and cache is None:
-                x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
+                x = torch.utils.checkpoint.checkpoint(block, x, None, i, mask, positions, use_reentrant=False)
             else:
-                x = block(x, cache, i)
+                x = block(x, cache, i, mask, positions)
         return self.ln_f(x)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None,
-                reduction: str = "mean"):
+                reduction: str = "mean", attention_mask: torch.Tensor | None = None):
         """Logits (B, T, V) and, with targets, the cross-entropy (targets == -100 are ignored)."""
-        h = self.hidden_states(idx, cache)
+        h = self.hidden_states(idx, cache=cache, attention_mask=attention_mask)
         if targets is None:
             return self.lm_head(h), None
         logits = self.lm_head(h)
@@ -105,5 +132,6 @@ class GPT(nn.Module):
                                ignore_index=-100, reduction=reduction)
         return logits, loss
 
-    def new_cache(self) -> KVCache:
-        return KVCache(self.config.n_layer)
+    def new_cache(self, max_len: int | None = None) -> KVCache:
+        """An empty KV cache; ``max_len`` preallocates (n_layer, B, H, max_len, D) at the first step."""
+        return KVCache(self.config.n_layer, max_len)

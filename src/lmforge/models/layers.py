@@ -46,21 +46,37 @@ class Rotary(nn.Module):
         self.register_buffer("cos", emb.cos(), persistent=False)
         self.register_buffer("sin", emb.sin(), persistent=False)
 
-    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
-        """x: (B, H, T, D)."""
-        T = x.shape[-2]
-        cos = self.cos[offset : offset + T].to(x.dtype)
-        sin = self.sin[offset : offset + T].to(x.dtype)
+    def forward(self, x: torch.Tensor, offset: int | torch.Tensor = 0) -> torch.Tensor:
+        """x: (B, H, T, D); ``offset`` is the position of x's first token, or per-row positions (B, T)
+        (left-padded batches count positions from each row's first real token)."""
+        if isinstance(offset, torch.Tensor):
+            cos = self.cos[offset][:, None].to(x.dtype)  # (B, 1, T, D)
+            sin = self.sin[offset][:, None].to(x.dtype)
+        else:
+            T = x.shape[-2]
+            cos = self.cos[offset : offset + T].to(x.dtype)
+            sin = self.sin[offset : offset + T].to(x.dtype)
         x1, x2 = x.chunk(2, dim=-1)
         return x * cos + torch.cat([-x2, x1], dim=-1) * sin
 
 
 class KVCache:
-    """Per-layer key/value cache for incremental decoding."""
+    """Per-layer key/value cache for incremental decoding, one row per sequence.
 
-    def __init__(self, n_layer: int):
+    Two storages. By default each layer's keys grow by ``torch.cat`` (simple; fine for one short
+    prompt). With ``max_len`` all layers live in one preallocated (n_layer, B, H, max_len, D) tensor
+    for keys and one for values, allocated at the first update, so a decoding step writes one
+    column in place instead of copying the whole cache. Either way ``k[layer]`` / ``v[layer]`` are
+    the filled part, (B, H, length, D), and ``select`` / ``trim_front`` keep batched decoding
+    exact when rows finish or beams are reordered.
+    """
+
+    def __init__(self, n_layer: int, max_len: int | None = None):
+        self.n_layer, self.max_len = n_layer, max_len
         self.k: list[torch.Tensor | None] = [None] * n_layer
         self.v: list[torch.Tensor | None] = [None] * n_layer
+        self._kbuf: torch.Tensor | None = None  # (n_layer, B, H, max_len, D) when preallocated
+        self._vbuf: torch.Tensor | None = None
 
     @property
     def length(self) -> int:
@@ -71,11 +87,58 @@ class KVCache:
         return 0 if self.k[layer] is None else self.k[layer].shape[-2]
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.k[layer] is not None:
-            k = torch.cat([self.k[layer], k], dim=-2)
-            v = torch.cat([self.v[layer], v], dim=-2)
-        self.k[layer], self.v[layer] = k, v
-        return k, v
+        """Append this step's (B, H, T, D) keys/values; return every cached one for the layer."""
+        if self.max_len is None:
+            if self.k[layer] is not None:
+                k = torch.cat([self.k[layer], k], dim=-2)
+                v = torch.cat([self.v[layer], v], dim=-2)
+            self.k[layer], self.v[layer] = k, v
+            return k, v
+        if self._kbuf is None:
+            B, H, _, D = k.shape
+            self._kbuf = k.new_empty(self.n_layer, B, H, self.max_len, D)
+            self._vbuf = v.new_empty(self.n_layer, B, H, self.max_len, D)
+        n, T = self.layer_length(layer), k.shape[-2]
+        if n + T > self.max_len:
+            raise ValueError(f"KV cache holds {self.max_len} tokens; {n} cached + {T} new do not fit")
+        self._kbuf[layer, :, :, n : n + T] = k
+        self._vbuf[layer, :, :, n : n + T] = v
+        self.k[layer], self.v[layer] = self._kbuf[layer, :, :, : n + T], self._vbuf[layer, :, :, : n + T]
+        return self.k[layer], self.v[layer]
+
+    def _views(self, n: int) -> None:
+        for i in range(self.n_layer):
+            if self.k[i] is not None:
+                self.k[i], self.v[i] = self._kbuf[i, :, :, :n], self._vbuf[i, :, :, :n]
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep batch rows ``rows`` (long, in that order): drop finished sequences, follow beams."""
+        if self._kbuf is None:
+            for i in range(self.n_layer):
+                if self.k[i] is not None:
+                    self.k[i], self.v[i] = self.k[i].index_select(0, rows), self.v[i].index_select(0, rows)
+            return
+        n = self.length
+        if rows.numel() == self._kbuf.shape[1]:  # same batch size (beams): reorder in place, filled part only
+            self._kbuf[:, :, :, :n] = self._kbuf[:, :, :, :n].index_select(1, rows)
+            self._vbuf[:, :, :, :n] = self._vbuf[:, :, :, :n].index_select(1, rows)
+        else:
+            self._kbuf, self._vbuf = self._kbuf.index_select(1, rows), self._vbuf.index_select(1, rows)
+        self._views(n)
+
+    def trim_front(self, m: int) -> None:
+        """Forget the first ``m`` cached positions (columns that are padding in every remaining row)."""
+        if m <= 0:
+            return
+        if self._kbuf is None:
+            for i in range(self.n_layer):
+                if self.k[i] is not None:
+                    self.k[i], self.v[i] = self.k[i][:, :, m:], self.v[i][:, :, m:]
+            return
+        n = self.length
+        self._kbuf[:, :, :, : n - m] = self._kbuf[:, :, :, m:n].clone()
+        self._vbuf[:, :, :, : n - m] = self._vbuf[:, :, :, m:n].clone()
+        self._views(n - m)
 
 
 class Attention(nn.Module):
@@ -99,7 +162,10 @@ class Attention(nn.Module):
         self.rotary = rotary
 
     def forward(self, x: torch.Tensor, *, causal: bool = False, mask: torch.Tensor | None = None,
-                context: torch.Tensor | None = None, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+                context: torch.Tensor | None = None, cache: KVCache | None = None, layer: int = 0,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
+        """``mask``: boolean, True = may attend, broadcast to (B, H, T, S); ``positions``: per-row
+        RoPE positions (B, T) for padded batches (default: consecutive from the cache length)."""
         B, T, C = x.shape
         q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
         src = x if context is None else context
@@ -107,7 +173,8 @@ class Attention(nn.Module):
         # per layer: earlier layers have already appended this step's keys when later ones run
         offset = cache.layer_length(layer) if (cache is not None and not self.cross) else 0
         if self.rotary is not None and not self.cross:
-            q, k = self.rotary(q, offset), self.rotary(k, offset)
+            pos = offset if positions is None else positions
+            q, k = self.rotary(q, pos), self.rotary(k, pos)
         if cache is not None:
             if self.cross and cache.k[layer] is not None:
                 k, v = cache.k[layer], cache.v[layer]

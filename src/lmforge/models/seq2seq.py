@@ -4,7 +4,10 @@ Config, encoder block, decoder block, model, generate — top to bottom. Pre-nor
 shared layers; one embedding table for source and target (and, tied, the output head). The encoder
 sees the whole source with a padding mask; the decoder is causal over the target and cross-attends
 to the encoder output. Generation encodes once and decodes with a KV cache (self-attention keys
-grow by one token per step; cross-attention keys are computed once).
+written one column per step into a preallocated cache; cross-attention keys computed once).
+``generate`` samples or decodes greedily with the shared ``sample_next``; with ``num_beams > 1`` (or
+``beam_search`` for scored n-best lists) it runs beam search over sources x beams, the encoder run
+once and its memory repeated per beam.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .generate import SamplingConfig, _apply_repetition_penalty, _filter_logits
+from .generate import Hypothesis, SamplingConfig, beam_search, sample_next
 from .layers import (MLP, Attention, KVCache, ModelConfig, Rotary, init_weights, make_norm, mlp_hidden_size,
                      scale_residual_init)
 
@@ -56,15 +59,23 @@ def shift_right(labels: torch.Tensor, start_id: int, pad_id: int) -> torch.Tenso
 
 
 class DecoderCache:
-    """Self-attention cache (grows per step) plus cross-attention cache (filled once)."""
+    """Self-attention cache (grows per step; preallocated with ``max_len``) plus cross-attention cache
+    (filled once)."""
 
-    def __init__(self, n_layer: int):
-        self.self_attn = KVCache(n_layer)
+    def __init__(self, n_layer: int, max_len: int | None = None):
+        self.self_attn = KVCache(n_layer, max_len)
         self.cross = KVCache(n_layer)
 
     @property
     def length(self) -> int:
         return self.self_attn.length
+
+    def select(self, rows: torch.Tensor, cross: bool = True) -> None:
+        """Keep rows ``rows``. ``cross=False`` skips the cross-attention keys: right when rows only move
+        between beams of the same source, whose memory (and so cross keys) is identical."""
+        self.self_attn.select(rows)
+        if cross:
+            self.cross.select(rows)
 
 
 class EncoderBlock(nn.Module):
@@ -134,10 +145,20 @@ class Seq2Seq(nn.Module):
         return self.drop(x)
 
     def source_mask(self, src: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor | None:
-        """(B, 1, 1, S) boolean, True at real source tokens (``attention_mask`` or ``src != pad``);
-        None when nothing is padded, so attention can use its fastest (mask-free) kernel."""
-        keep = attention_mask.bool() if attention_mask is not None else src != self.config.pad_token_id
+        """(B, 1, 1, S) boolean, True at real source tokens.
+
+        With ``attention_mask`` it is used as given (no data-dependent branch, so the model traces).
+        Without one, padding is ``src == pad_token_id``, and an unpadded batch gets None so attention
+        can use its fastest (mask-free) kernel.
+        """
+        if attention_mask is not None:
+            return attention_mask.bool()[:, None, None, :]
+        keep = src != self.config.pad_token_id
         return None if bool(keep.all()) else keep[:, None, None, :]
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Encoder states (B, S, d_model): the body contract, so encoder-side heads work on seq2seq too."""
+        return self.encode(input_ids, self.source_mask(input_ids, attention_mask))
 
     def encode(self, src: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         x = self._embed(src, self.enc_wpe)
@@ -172,54 +193,113 @@ class Seq2Seq(nn.Module):
         loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
         return logits, loss
 
-    def new_cache(self) -> DecoderCache:
-        return DecoderCache(self.config.n_decoder_layer)
+    def new_cache(self, max_len: int | None = None) -> DecoderCache:
+        return DecoderCache(self.config.n_decoder_layer, max_len)
+
+    def _prepare(self, src, attention_mask):
+        src = torch.as_tensor(src, dtype=torch.long, device=self.wte.weight.device)
+        if src.dim() == 1:
+            src = src[None]
+        if attention_mask is not None:
+            attention_mask = torch.as_tensor(attention_mask, device=src.device)
+            if attention_mask.dim() == 1:
+                attention_mask = attention_mask[None]
+        return src, self.source_mask(src, attention_mask)
 
     @torch.no_grad()
     def generate(self, src: torch.Tensor, cfg: SamplingConfig | None = None, use_cache: bool = True,
-                 attention_mask: torch.Tensor | None = None) -> list[list[int]]:
+                 attention_mask: torch.Tensor | None = None, *, num_beams: int = 1, length_penalty: float = 1.0,
+                 num_return_sequences: int = 1, early_stopping: bool | str = True) -> list[list[int]]:
         """Decode a batch of sources; greedy by default (``SamplingConfig(temperature=0)``).
 
-        Returns the generated ids per row, without the start token and cut at EOS.
+        Returns the generated ids per row, without the start token and cut at EOS. With
+        ``num_beams > 1`` it is beam search (``cfg`` gives ``max_new_tokens``, ``min_new_tokens`` and
+        ``eos_token_id``; sampling settings do not apply) and rows are the ``num_return_sequences``
+        best per source, source by source (transformers' layout); ``beam_search`` also gives scores.
         """
         cfg = cfg or SamplingConfig(temperature=0.0, top_k=None)
+        if num_beams > 1 or num_return_sequences > 1:
+            hyps = self.beam_search(src, attention_mask, num_beams=num_beams, max_new_tokens=cfg.max_new_tokens,
+                                    length_penalty=length_penalty, num_return_sequences=num_return_sequences,
+                                    early_stopping=early_stopping, eos_token_id=cfg.eos_token_id,
+                                    min_new_tokens=cfg.min_new_tokens, use_cache=use_cache)
+            return [h.tokens for per_source in hyps for h in per_source]
         eos = cfg.eos_token_id if cfg.eos_token_id is not None else self.config.eos_token_id
         was_training = self.training
         self.eval()
         gen = torch.Generator(device="cpu")
         if cfg.seed is not None:
             gen.manual_seed(cfg.seed)
-        src = torch.as_tensor(src, dtype=torch.long, device=self.wte.weight.device)
-        if src.dim() == 1:
-            src = src[None]
-        mask = self.source_mask(src, attention_mask)
+        src, mask = self._prepare(src, attention_mask)
         memory = self.encode(src, mask)
         B = src.shape[0]
+        steps = min(cfg.max_new_tokens, self.config.block_size - 1)
         out = torch.full((B, 1), self.config.decoder_start_token_id, dtype=torch.long, device=src.device)
-        done = torch.zeros(B, dtype=torch.bool, device=src.device)
-        cache = self.new_cache() if use_cache else None
+        rows = list(range(B))  # original index of each live row; finished rows leave the batch
+        result: list[list[int]] = [[] for _ in range(B)]
+        cache = self.new_cache(max_len=steps) if use_cache else None
         try:
-            for _ in range(min(cfg.max_new_tokens, self.config.block_size - 1)):
-                step = out[:, -1:] if cache is not None else out
-                logits = self.lm_head(self.decode(step, memory, mask, cache))[:, -1, :].float()
-                logits = _apply_repetition_penalty(logits, out[:, 1:], cfg.repetition_penalty) \
-                    if out.shape[1] > 1 else logits
-                if cfg.temperature <= 0:
-                    nxt = logits.argmax(-1)
-                else:
-                    probs = _filter_logits(logits / cfg.temperature, cfg.top_k, cfg.top_p).softmax(-1)
-                    nxt = torch.multinomial(probs.cpu(), 1, generator=gen).squeeze(1).to(src.device)
-                nxt = nxt.masked_fill(done, self.config.pad_token_id)
+            for step in range(steps):
+                inp = out[:, -1:] if cache is not None else out
+                logits = self.lm_head(self.decode(inp, memory, mask, cache))[:, -1, :]
+                nxt = sample_next(logits, cfg, gen, out[:, 1:], step=step, eos_token_id=eos)
                 out = torch.cat([out, nxt[:, None]], dim=1)
-                if eos is not None:
-                    done |= nxt == eos
-                if bool(done.all()):
+                ended = [b for b, t in enumerate(nxt.tolist()) if t == eos] if eos is not None else []
+                for b in ended:
+                    result[rows[b]] = out[b, 1:-1].tolist()
+                if len(ended) == len(rows):
+                    rows = []
                     break
+                if ended:
+                    live = [b for b in range(len(rows)) if b not in set(ended)]
+                    idx = torch.tensor(live, dtype=torch.long, device=src.device)
+                    out, memory, rows = out[idx], memory[idx], [rows[b] for b in live]
+                    mask = mask[idx] if mask is not None else None
+                    if cache is not None:
+                        cache.select(idx)
         finally:
             self.train(was_training)
-        result = []
-        for row in out[:, 1:].tolist():
-            if eos is not None and eos in row:
-                row = row[: row.index(eos)]
-            result.append(row)
+        for b, r in enumerate(rows):  # rows that ran to max_new_tokens
+            result[r] = out[b, 1:].tolist()
         return result
+
+    @torch.no_grad()
+    def beam_search(self, src: torch.Tensor, attention_mask: torch.Tensor | None = None, *, num_beams: int = 4,
+                    max_new_tokens: int = 64, length_penalty: float = 1.0, num_return_sequences: int = 1,
+                    early_stopping: bool | str = True, eos_token_id: int | None = None, min_new_tokens: int = 0,
+                    use_cache: bool = True) -> list[list[Hypothesis]]:
+        """The ``num_return_sequences`` best hypotheses per source, best first, with scores
+        (sum logprob / len**length_penalty, len counting EOS: transformers' convention).
+
+        The encoder runs once; its memory is repeated per beam (rows ``source * num_beams + beam``).
+        Each step the self-attention cache follows the surviving beams; cross-attention keys are
+        left alone (beams of one source share them) unless a finished source's rows are dropped.
+        """
+        eos = eos_token_id if eos_token_id is not None else self.config.eos_token_id
+        was_training = self.training
+        self.eval()
+        src, mask = self._prepare(src, attention_mask)
+        memory = self.encode(src, mask).repeat_interleave(num_beams, dim=0)
+        mask = mask.repeat_interleave(num_beams, dim=0) if mask is not None else None
+        steps = min(max_new_tokens, self.config.block_size - 1)
+        cache = self.new_cache(max_len=steps) if use_cache else None
+
+        def step(seqs: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+            nonlocal memory, mask
+            if rows is not None:
+                shrink = rows.numel() != memory.shape[0]
+                if shrink:
+                    memory = memory[rows]
+                    mask = mask[rows] if mask is not None else None
+                if cache is not None:
+                    cache.select(rows, cross=shrink)
+            inp = seqs[:, -1:] if cache is not None else seqs
+            return self.lm_head(self.decode(inp, memory, mask, cache))[:, -1, :]
+
+        try:
+            return beam_search(step, src.shape[0], num_beams=num_beams, max_new_tokens=steps,
+                               start_token_id=self.config.decoder_start_token_id, eos_token_id=eos,
+                               length_penalty=length_penalty, num_return_sequences=num_return_sequences,
+                               early_stopping=early_stopping, min_new_tokens=min_new_tokens, device=src.device)
+        finally:
+            self.train(was_training)
