@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import re
 import warnings
@@ -147,18 +149,20 @@ class Tok:
         if max_length is not None:
             hf = self._truncating(texts, pairs is not None, max_length, stride if return_overflow else 0,
                                   return_overflow, add_special_tokens, is_split_into_words)
-        raw = hf.encode_batch(inputs, **kw)
-        missing: list[list[tuple[int, int]]] | None = None
-        if is_split_into_words:
-            # count words from an untruncated encoding: words cut off by max_length are not "missing"
-            full = raw if max_length is None else self.hf.encode_batch(inputs, **kw)
-            missing = [_missing_words(e, x, pairs is not None) for e, x in zip(full, inputs)]
-        out = []
-        for i, (e, x) in enumerate(zip(raw, inputs)):
-            seqs = (x,) if pairs is None else x
-            windows = [e] + (list(e.overflowing) if return_overflow else [])
-            encs = [_to_encoding(w, seqs, is_split_into_words, missing[i] if missing else []) for w in windows]
-            out.append(encs if return_overflow else encs[0])
+        with _no_gc():  # millions of small lists: the cyclic GC's passes would triple the time
+            raw = hf.encode_batch(inputs, **kw)
+            missing: list[list[tuple[int, int]]] | None = None
+            if is_split_into_words:
+                # count words from an untruncated encoding: words cut off by max_length are not "missing"
+                full = raw if max_length is None else self.hf.encode_batch(inputs, **kw)
+                missing = [_missing_words(e, x, pairs is not None) for e, x in zip(full, inputs)]
+            out = []
+            for i, (e, x) in enumerate(zip(raw, inputs)):
+                seqs = (x,) if pairs is None else x
+                windows = [e] + (list(e.overflowing) if return_overflow else [])
+                encs = [_to_encoding(w, seqs, is_split_into_words, missing[i] if missing else [], overflow=k > 0)
+                        for k, w in enumerate(windows)]
+                out.append(encs if return_overflow else encs[0])
         return out
 
     def _variant(self, key: tuple, setup: Callable[[Tokenizer], None]) -> Tokenizer:
@@ -325,6 +329,18 @@ def _load_chat_template(folder: Path) -> ChatTemplate | None:
     return None
 
 
+@contextlib.contextmanager
+def _no_gc():
+    """Pause the cyclic garbage collector (the lists built here hold no cycles); restore it after."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def _check_inputs(items: list, words: bool, what: str) -> None:
     """Clear errors for what the Rust side would reject with a bare TypeError."""
     for i, x in enumerate(items):
@@ -337,19 +353,23 @@ def _check_inputs(items: list, words: bool, what: str) -> None:
                              "pass is_split_into_words=True for lists of words")
 
 
-def _to_encoding(e: Any, seqs: tuple, words: bool, missing: list[tuple[int, int]]) -> Encoding:
-    tokens, offsets = e.tokens, e.offsets
+def _to_encoding(e: Any, seqs: tuple, words: bool, missing: list[tuple[int, int]], overflow: bool = False) -> Encoding:
+    tokens, offsets, seq_ids, word_ids = e.tokens, e.offsets, e.sequence_ids, e.word_ids
+    if overflow and len(seqs) == 2:
+        # tokenizers 0.23 loses the sequence ids of overflow windows of a pair when the tokenizer has no
+        # post-processor (our bpe/unigram/wordpiece/char gpt tokenizers); the type ids (0/1) still say
+        mask = e.special_tokens_mask
+        seq_ids = [t if s is None and not m else s for s, m, t in zip(seq_ids, mask, e.type_ids)]
     if _METASPACE in tokens:
         # Metaspace's prepended "▁" stands for no character, yet Rust aligns it to the first one
-        seq_ids, word_ids = e.sequence_ids, e.word_ids
         for j, t in enumerate(tokens):
             if t == _METASPACE and seq_ids[j] is not None:
                 a, b = offsets[j]
                 src = seqs[seq_ids[j]][word_ids[j]] if words else seqs[seq_ids[j]]
                 if not src[a:b].isspace():
                     offsets[j] = (a, a)
-    return Encoding(ids=e.ids, type_ids=e.type_ids, tokens=tokens, offsets=offsets, word_ids=e.word_ids,
-                    sequence_ids=e.sequence_ids, special_tokens_mask=e.special_tokens_mask, missing_words=missing)
+    return Encoding(ids=e.ids, type_ids=e.type_ids, tokens=tokens, offsets=offsets, word_ids=word_ids,
+                    sequence_ids=seq_ids, special_tokens_mask=e.special_tokens_mask, missing_words=missing)
 
 
 def _missing_words(e: Any, x: Any, is_pair: bool) -> list[tuple[int, int]]:
