@@ -118,3 +118,11 @@ def test_classification_calibration_and_curves():
     binary = classification_metrics([0, 1, 1, 0], np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4], [0.4, 0.6]]),
                                     ["neg", "pos"])
     assert list(binary["curves"]["roc"]) == ["pos"]  # binary: the positive class only
+
+
+def test_unknown_gold_label_counts_as_error_but_keeps_auc():
+    probs = np.array([[0.7, 0.3], [0.2, 0.8], [0.4, 0.6], [0.5, 0.5]])
+    m = classification_metrics([0, 1, 0, -1], probs, ["a", "b"])  # -1: a label the model never saw
+    assert m["accuracy"] == pytest.approx(2 / 4)
+    assert m["roc_auc"] == pytest.approx(skm.roc_auc_score([0, 1, 0], probs[:3, 1]))
+    assert sum(m["reliability"]["count"]) == 4 and list(m["curves"]["roc"]) == ["b"]

@@ -39,15 +39,18 @@ def classification_metrics(y_true: list[int], probs: np.ndarray, labels: list[st
         "confusion_matrix": skm.confusion_matrix(y_true, y_pred, labels=idx).tolist(),
         "labels": labels,
     }
-    if len(set(y_true.tolist())) > 1:
+    # a gold label the model does not know (-1) counts as an error above, but has no score column
+    known = (y_true >= 0) & (y_true < len(labels))
+    yk, pk = y_true[known], probs[known]
+    if len(set(yk.tolist())) > 1:
         if len(labels) == 2:
-            out["roc_auc"] = float(skm.roc_auc_score(y_true, probs[:, 1]))
+            out["roc_auc"] = float(skm.roc_auc_score(yk, pk[:, 1]))
         else:
-            out["roc_auc"] = float(skm.roc_auc_score(y_true, probs, multi_class="ovr", labels=idx))
+            out["roc_auc"] = float(skm.roc_auc_score(yk, pk, multi_class="ovr", labels=idx))
     conf = probs.max(-1)
     out["reliability"] = reliability(conf, y_pred == y_true)
     out["ece"] = expected_calibration_error(conf, y_pred == y_true)
-    out["curves"] = classification_curves(y_true, probs, labels)
+    out["curves"] = classification_curves(yk, pk, labels)
     return out
 
 
