@@ -10,6 +10,11 @@ from lmforge.eval.metrics import (binary_auc, classification_metrics, expected_c
                                   multilabel_metrics, reliability, tune_thresholds)
 
 
+def _trapezoid(y, x) -> float:  # np.trapezoid is numpy>=2 only
+    x, y = np.asarray(x), np.asarray(y)
+    return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2))
+
+
 def _random_multilabel(seed: int, n: int = 300, n_labels: int = 6):
     rng = np.random.default_rng(seed)
     y = (rng.random((n, n_labels)) < rng.uniform(0.05, 0.5, n_labels)).astype(int)
@@ -111,7 +116,7 @@ def test_classification_calibration_and_curves():
         assert 2 <= len(roc["fpr"]) <= 200 and roc["fpr"][0] == 0 and roc["tpr"][-1] == 1
         assert np.all(np.diff(roc["fpr"]) >= 0)
         # the down-sampled curve still integrates to about the one-vs-rest AUC
-        assert np.trapezoid(roc["tpr"], roc["fpr"]) == pytest.approx(skm.roc_auc_score(y == c, probs[:, c]), abs=0.01)
+        assert _trapezoid(roc["tpr"], roc["fpr"]) == pytest.approx(skm.roc_auc_score(y == c, probs[:, c]), abs=0.01)
         pr = m["curves"]["pr"][lab]
         assert len(pr["precision"]) <= 200 and pr["average_precision"] == pytest.approx(
             skm.average_precision_score(y == c, probs[:, c]))

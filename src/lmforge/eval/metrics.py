@@ -157,9 +157,8 @@ def binary_auc(y: np.ndarray, scores: np.ndarray) -> float | None:
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
         return None
-    from scipy.stats import rankdata
-
-    ranks = rankdata(scores)
+    _, inv, counts = np.unique(np.asarray(scores, dtype=float), return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2)[inv.reshape(-1)]  # 1-based ranks, ties averaged
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
