@@ -349,6 +349,9 @@ def prompt(tok: "Tok", template: ChatTemplate, messages: Sequence[Mapping[str, A
     system = turns[:1] if turns and turns[0][2] == "system" else []
     rest = turns[len(system):]
     budget = max_length - len(bos) - len(gen) - sum(len(t[0]) for t in system)
+    if budget < 0:
+        raise InputError(f"the system message alone needs {len(system[0][0])} tokens; the prompt allows {max_length}",
+                         "raise max_length or shorten the system message")
     keep: list = []
     for t in reversed(rest):
         if len(t[0]) > budget:

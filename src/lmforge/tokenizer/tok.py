@@ -191,7 +191,8 @@ class Tok:
         # QA windows cut only the context, so the first text must leave room for more than `stride` tokens
         strategy = "only_second" if is_pair and windows else "longest_first"
         if strategy == "only_second":
-            firsts = self.hf.encode_batch_fast(texts, add_special_tokens=False, is_pretokenized=is_split_into_words)
+            fast = getattr(self.hf, "encode_batch_fast", self.hf.encode_batch)
+            firsts = fast(texts, add_special_tokens=False, is_pretokenized=is_split_into_words)
             for i, e in enumerate(firsts):
                 room = max_length - n_special - len(e.ids)
                 if room <= stride:
