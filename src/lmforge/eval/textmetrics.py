@@ -14,7 +14,6 @@ the result says ``"stemmer": False``. ``lang="en"`` reproduces rouge-score exact
 from __future__ import annotations
 
 import re
-import statistics
 from collections import Counter
 from functools import lru_cache
 from typing import Callable, Sequence
@@ -320,7 +319,7 @@ def length_stats(hyps: list[str], refs: list[str] | list[list[str]]) -> dict:
     ref_lists = _ref_lists(hyps, refs)
     hl = [len(tokenize(h)) for h in hyps]
     rl = [float(np.mean([len(tokenize(r)) for r in rs])) for rs in ref_lists]
-    return {"hyp_mean": float(np.mean(hl)), "hyp_median": float(statistics.median(hl)),
-            "ref_mean": float(np.mean(rl)), "ref_median": float(statistics.median(rl)),
+    return {"hyp_mean": float(np.mean(hl)), "hyp_median": float(np.median(hl)),
+            "ref_mean": float(np.mean(rl)), "ref_median": float(np.median(rl)),
             "ratio": float(sum(hl) / sum(rl)) if sum(rl) else float("inf"),
             "empty_hyps": int(sum(1 for n in hl if n == 0)), "n": len(hyps)}
