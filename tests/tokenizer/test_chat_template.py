@@ -187,7 +187,9 @@ def test_chat_prompt_drops_oldest_turns_and_keeps_system(gpt_tok):
     short = tok.chat_prompt(CONVO[:4], max_length=len(system) + len(last_user) + len(gen))
     assert short == system + last_user + gen
     with pytest.raises(InputError, match="last message"):
-        tok.chat_prompt(CONVO[:4], max_length=len(system) + 2)
+        tok.chat_prompt(CONVO[:4], max_length=len(system) + len(gen) + 2)
+    with pytest.raises(InputError, match="system message"):
+        tok.chat_prompt(CONVO[:4], max_length=len(system))
 
 
 def test_user_text_cannot_inject_markers(gpt_tok):
