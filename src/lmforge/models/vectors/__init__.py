@@ -20,16 +20,26 @@ from .config import VectorsConfig
 from .corpus import Corpus, build_corpus, iter_sentences, tokenize
 from .io import detect_format, read_vectors, write_vectors
 from .keyed import WordVectors, save_subwords
-from .train import TrainStats, cooccurrence, train
 
 __all__ = ["VectorsConfig", "Corpus", "build_corpus", "iter_sentences", "tokenize", "WordVectors", "TrainStats",
            "train", "train_files", "save_model", "cooccurrence", "read_vectors", "write_vectors", "detect_format",
            "load_vectors", "embedding_from_vectors"]
 
+_LAZY = {"train", "cooccurrence", "TrainStats"}  # numba loads only when training
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from . import trainer as _trainer
+
+        return getattr(_trainer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 EXTRA_FILES = {"word2vec_binary": "vectors.bin", "glove": "vectors.glove.txt"}
 
 
-def save_model(wv: WordVectors, out_dir: str | Path, cfg: VectorsConfig, stats: TrainStats | None = None) -> Path:
+def save_model(wv: WordVectors, out_dir: str | Path, cfg: VectorsConfig, stats=None) -> Path:
     """A vectors directory: vectors.txt (word2vec text), config.json, train_stats.json, extras, subwords."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -45,8 +55,11 @@ def save_model(wv: WordVectors, out_dir: str | Path, cfg: VectorsConfig, stats: 
 
 
 def train_files(files: list[str | Path], cfg: VectorsConfig, out_dir: str | Path | None = None,
-                progress: Callable[[float], None] | None = None) -> tuple[WordVectors, TrainStats]:
-    """Read + tokenise ``files``, train, and (with ``out_dir``) save the vectors directory."""
+                progress: Callable[[float], None] | None = None):
+    """Read + tokenise ``files``, train, and (with ``out_dir``) save the vectors directory.
+
+    Returns (WordVectors, TrainStats)."""
+    from .trainer import train
     source = ", ".join(map(str, files[:3])) + (" ..." if len(files) > 3 else "")
     corpus = build_corpus(iter_sentences(files, cfg), cfg, source=source)
     wv, stats = train(corpus, cfg, progress)

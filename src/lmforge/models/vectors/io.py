@@ -28,10 +28,15 @@ def detect_format(path: str | Path) -> Format:
         rest = f.read(4096)
     if not first.strip():
         raise InputError(f"{path}:1: empty vector file" if not rest else f"{path}:1: empty first line", _HINT)
-    if _HEADER.match(first):
-        if path.suffix == ".bin" or b"\0" in rest or not _decodes(rest):
+    m = _HEADER.match(first)
+    if m:
+        if path.suffix == ".bin":
             return "word2vec_binary"
-        return "word2vec"
+        # text if the next line reads as 'word v1 .. vDIM' (even with bad bytes in the word), else binary
+        parts = rest.split(b"\n", 1)[0].split()
+        if len(parts) >= 2 and all(_is_float(p.decode("ascii", "replace")) for p in parts[1:]):
+            return "word2vec"
+        return "word2vec_binary" if (b"\0" in rest or not _decodes(rest)) else "word2vec"
     if path.suffix == ".bin" or b"\0" in first:
         raise InputError(f"{path}:1: bad header {first[:60]!r}", "a word2vec binary file starts with 'COUNT DIM'")
     return "glove"
