@@ -101,12 +101,17 @@ class NER(Task):
 
     def _read_columns(self, path: str) -> list[tuple[int, list[str], list[str]]]:
         """(first line, tokens, tags) per sentence; blank lines and -DOCSTART- lines separate them."""
-        from ..data.io import open_text
+        from ..data.io import DecodeError, open_text
 
         cfg = self.cfg
         sentences, tokens, tags, start = [], [], [], 0
         n_cols, first = None, 0
-        stream, _ = open_text(path)
+        try:
+            stream, _ = open_text(path)
+        except DecodeError as e:
+            if Path(path).stat().st_size == 0:
+                return []
+            raise InputError(f"{path}: cannot decode the file ({e})", "save it as UTF-8 text") from None
         lineno = 0
         try:
             with stream:
