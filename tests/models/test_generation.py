@@ -1,10 +1,13 @@
-"""Sampling: KV cache equivalence, filters, repetition penalty, stop strings, EOS, streaming."""
+"""Sampling: KV cache equivalence, filters, repetition penalty, stop strings, EOS, streaming, batching."""
 
 import pytest
 import torch
 
-from lmforge.models.generate import SamplingConfig, _filter_logits, generate, stream, truncate_at_stop
+from lmforge.errors import InputError
+from lmforge.models.generate import (SamplingConfig, _filter_logits, generate, generate_batch, sample_next, stream,
+                                     stream_batch, truncate_at_stop)
 from lmforge.models.gpt import GPT, GPTConfig
+from lmforge.models.layers import KVCache
 
 GREEDY = dict(temperature=0.0, top_k=None)
 
@@ -102,3 +105,88 @@ def test_generate_restores_training_mode():
     model = model_for().train()
     generate(model, [1], SamplingConfig(max_new_tokens=2, **GREEDY))
     assert model.training
+
+
+ROPE_GQA = dict(positions="rope", norm="rmsnorm", mlp="swiglu", n_kv_head=2, tie_embeddings=False)
+
+
+@pytest.mark.parametrize("kw", [{}, ROPE_GQA], ids=["learned", "rope-gqa"])
+@pytest.mark.parametrize("use_cache", [True, False], ids=["cache", "no-cache"])
+def test_batched_greedy_equals_one_at_a_time(kw, use_cache):
+    model = model_for(**kw)
+    prompts = [[3, 14, 15, 9, 2, 6], [7], [1, 2, 3], list(range(5, 40)), [8, 8, 9, 10, 11]]
+    one = [generate(model, p, SamplingConfig(max_new_tokens=20, repetition_penalty=1.3, **GREEDY)) for p in prompts]
+    # rows finish at different steps: an EOS that only some rows produce, and max_new_tokens for the rest
+    eos = next(t for t in one[0][2:] if t not in one[1])
+    cfg = SamplingConfig(max_new_tokens=20, repetition_penalty=1.3, eos_token_id=eos, **GREEDY)
+    alone = [generate(model, p, cfg, use_cache=use_cache) for p in prompts]
+    assert len({len(a) for a in alone}) > 1 and any(len(a) == 20 for a in alone)
+    assert generate_batch(model, prompts, cfg, pad_id=0, use_cache=use_cache) == alone
+    assert generate_batch(model, prompts, cfg, pad_id=49, use_cache=use_cache) == alone  # the pad value is masked
+
+
+def test_batched_stop_strings_context_limit_and_streaming_events():
+    model = model_for()
+    decode = lambda ids: " ".join(f"t{i}" for i in ids)  # noqa: E731
+    # a 60-token prompt fills block_size=64 after 5 new tokens; the shorter prompts keep going
+    prompts = [list(range(50)) + [1] * 10, [4, 4], [9, 3], list(range(10, 42))]
+    cfg = SamplingConfig(max_new_tokens=30, **GREEDY)
+    alone = [generate(model, p, cfg) for p in prompts]
+    assert [len(a) for a in alone] == [5, 30, 30, 30]
+    assert generate_batch(model, prompts, cfg) == alone
+    # stop strings end rows one by one; events come as (row, token), step by step
+    full = alone[1]
+    prompts = [[4, 4], [9, 3], [1], [2, 7, 7]]
+    cfg = SamplingConfig(max_new_tokens=30, stop=[f"t{full[3]}"], **GREEDY)
+    alone = [generate(model, p, cfg, decode=decode) for p in prompts]
+    assert alone[0] == full[: full.index(full[3]) + 1] and len({len(a) for a in alone}) > 1
+    events = list(stream_batch(model, prompts, cfg, pad_id=0, decode=decode))
+    assert [[t for r, t in events if r == i] for i in range(4)] == alone
+    steps = [sum(1 for r2, _ in events[:j] if r2 == r) for j, (r, _) in enumerate(events)]
+    assert steps == sorted(steps)  # every live row's k-th token before any row's (k+1)-th
+    with pytest.raises(InputError, match="prompt 1 is empty"):
+        generate_batch(model, [[1], []], cfg)
+
+
+def test_batched_sampling_is_seeded_and_min_new_tokens_bans_eos():
+    model = model_for()
+    prompts = [[1, 2], [5, 6, 7]]
+    cfg = SamplingConfig(max_new_tokens=12, temperature=1.0, top_k=None, seed=3)
+    a = generate_batch(model, prompts, cfg)
+    assert a == generate_batch(model, prompts, cfg) and all(len(r) == 12 for r in a)
+    greedy = generate(model, [1, 2], SamplingConfig(max_new_tokens=12, **GREEDY))
+    eos = greedy[0]
+    assert generate(model, [1, 2], SamplingConfig(max_new_tokens=12, eos_token_id=eos, **GREEDY)) == []
+    late = generate(model, [1, 2], SamplingConfig(max_new_tokens=12, eos_token_id=eos, min_new_tokens=4, **GREEDY))
+    assert len(late) >= 4 and eos not in late[:4]
+
+
+def test_sample_next_penalty_ignores_padding_and_bans_eos():
+    logits = torch.tensor([[2.0, 1.0, -1.0, 0.5], [2.0, 1.0, -1.0, 0.5]])
+    cfg = SamplingConfig(temperature=0.0, top_k=None, repetition_penalty=4.0, eos_token_id=3, min_new_tokens=2)
+    seen = torch.tensor([[0, 0, -1], [-1, -1, -1]])  # row 0 saw token 0 (twice), row 1 nothing (all padding)
+    assert sample_next(logits, cfg, seen_ids=seen, step=5).tolist() == [1, 0]
+    logits = torch.tensor([[0.0, 0.0, 0.0, 9.0]])
+    assert sample_next(logits, cfg, step=1).tolist() == [0]  # EOS (3) banned before min_new_tokens
+    assert sample_next(logits, cfg, step=2).tolist() == [3]
+    assert sample_next(logits, cfg, step=0, eos_token_id=2).tolist() == [3]  # the override names another EOS
+
+
+def test_preallocated_cache_select_and_trim_match_the_growing_cache():
+    torch.manual_seed(0)
+    grow, pre = KVCache(2), KVCache(2, max_len=8)
+    for T in (3, 1, 1):
+        k, v = torch.randn(4, 2, T, 5), torch.randn(4, 2, T, 5)
+        for layer in range(2):
+            a, b = grow.update(layer, k, v), pre.update(layer, k, v)
+            assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    rows = torch.tensor([2, 2, 0, 1])  # beams: same batch size, reordered in place
+    grow.select(rows), pre.select(rows)
+    assert pre.length == 5 and torch.equal(grow.k[1], pre.k[1]) and torch.equal(grow.v[0], pre.v[0])
+    grow.select(rows[:2]), pre.select(rows[:2])  # finished rows dropped
+    grow.trim_front(2), pre.trim_front(2)
+    assert pre.length == 3 and pre.k[0].shape == (2, 2, 3, 5) and torch.equal(grow.k[0], pre.k[0])
+    k = torch.randn(2, 2, 1, 5)
+    assert torch.equal(grow.update(0, k, k)[0], pre.update(0, k, k)[0])
+    with pytest.raises(ValueError, match="holds 8 tokens"):
+        pre.update(1, torch.randn(2, 2, 6, 5), torch.randn(2, 2, 6, 5))

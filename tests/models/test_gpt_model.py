@@ -75,3 +75,44 @@ def test_gradient_checkpointing_gives_the_same_gradients():
 def test_too_long_input_is_an_error():
     with pytest.raises(ValueError, match="block_size"):
         GPT(GPTConfig(**SMALL))(torch.zeros(1, 33, dtype=torch.long))
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama-gqa"])
+def test_left_padded_rows_match_the_rows_alone(name):
+    """attention_mask: padding keys are masked and positions count from each row's first real token."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**SMALL, **VARIANTS[name])).eval()
+    rows = [torch.randint(1, 64, (n,)) for n in (9, 4, 1)]
+    L = 9
+    batch = torch.stack([torch.cat([torch.zeros(L - len(r), dtype=torch.long), r]) for r in rows])
+    mask = torch.stack([torch.arange(L) >= L - len(r) for r in rows]).long()
+    logits = model(batch, attention_mask=mask)[0]
+    hidden = model.hidden_states(batch, attention_mask=mask)
+    assert torch.isfinite(logits).all() and torch.isfinite(hidden).all()  # padding rows too (no NaN)
+    for i, r in enumerate(rows):
+        alone = model(r[None])[0][0]
+        assert torch.allclose(logits[i, L - len(r):], alone, atol=1e-5), (name, i)
+        assert torch.allclose(hidden[i, L - len(r):], model.hidden_states(r[None])[0], atol=1e-5)
+    # the mask matters: the same batch without it gives other logits for the padded rows
+    assert not torch.allclose(model(batch)[0][1, L - 4:], logits[1, L - 4:], atol=1e-3)
+    # a padding token's value does not leak into real tokens
+    other = batch.masked_fill(mask == 0, 7)
+    assert torch.allclose(model(other, attention_mask=mask)[0][mask.bool()], logits[mask.bool()], atol=1e-5)
+    # and a cached, masked pass (prefill, then one token at a time) gives the same logits
+    cache = model.new_cache(max_len=L)
+    parts = [model(batch[:, :5], cache=cache, attention_mask=mask[:, :5])[0]]
+    parts += [model(batch[:, t:t + 1], cache=cache, attention_mask=mask[:, :t + 1])[0] for t in range(5, L)]
+    assert torch.allclose(torch.cat(parts, 1)[mask.bool()], logits[mask.bool()], atol=1e-5)
+
+
+def test_right_padding_with_a_mask_changes_nothing_at_real_tokens():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**SMALL)).eval()
+    x = torch.randint(1, 64, (2, 10))
+    mask = torch.ones_like(x)
+    mask[1, 6:] = 0
+    assert torch.allclose(model(x, attention_mask=mask)[0][mask.bool()], model(x)[0][mask.bool()], atol=1e-5)
+    with pytest.raises(ValueError, match="attention_mask has shape"):
+        model(x, attention_mask=mask[:, :5])
+    with pytest.raises(TypeError, match="attention_mask="):
+        model.hidden_states(x, mask)
