@@ -88,3 +88,27 @@ def test_cached_decoding_matches_full_decoder_logits():
     sampled = model.generate(src, SamplingConfig(max_new_tokens=6, temperature=1.0, top_k=5, seed=1))
     assert sampled == model.generate(src, SamplingConfig(max_new_tokens=6, temperature=1.0, top_k=5, seed=1),
                                      use_cache=False)
+
+
+def test_hidden_states_are_the_encoder_states_and_follow_the_mask():
+    torch.manual_seed(0)
+    model = Seq2Seq(Seq2SeqConfig(**SMALL)).eval()
+    src = torch.randint(3, 40, (1, 7))
+    padded = torch.cat([src, torch.full((1, 3), PAD)], 1)
+    mask = (padded != PAD).long()
+    h = model.hidden_states(src)
+    assert h.shape == (1, 7, 64) and torch.allclose(h, model.encode(src), atol=1e-6)
+    assert torch.allclose(model.hidden_states(padded, attention_mask=mask)[:, :7], h, atol=1e-5)
+    assert torch.allclose(model.hidden_states(padded)[:, :7], h, atol=1e-5)  # mask from pad ids when none given
+
+
+def test_min_new_tokens_holds_back_eos():
+    torch.manual_seed(0)
+    model = Seq2Seq(Seq2SeqConfig(**SMALL)).eval()
+    src = torch.randint(3, 40, (3, 6))
+    first = [row[0] for row in model.generate(src, SamplingConfig(max_new_tokens=6, temperature=0.0, top_k=None))]
+    eos = first[0]  # make the first greedy token of row 0 the EOS
+    cfg = dict(max_new_tokens=6, temperature=0.0, top_k=None, eos_token_id=eos)
+    assert model.generate(src, SamplingConfig(**cfg))[0] == []
+    held = model.generate(src, SamplingConfig(**cfg, min_new_tokens=3))
+    assert all(len(r) >= 3 and eos not in r[:3] for r in held)
