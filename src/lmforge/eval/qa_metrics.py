@@ -25,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .textmetrics import _WORD_RE, cjk_share
+from .textmetrics import cjk_share, word_units
 
 _PUNCT = set(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -44,7 +44,7 @@ def _is_punct(ch: str) -> bool:
 def zh_segments(s: str) -> list[str]:
     """CMRC 2018 ``mixed_segmentation`` (punctuation removed): CJK characters one by one, words whole."""
     s = "".join(" " if _is_punct(ch) else ch for ch in s.lower().strip())
-    return _WORD_RE.findall(s)
+    return word_units(s)
 
 
 def _is_zh(lang: str | None, texts: Sequence[str]) -> bool:
