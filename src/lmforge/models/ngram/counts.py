@@ -1,0 +1,226 @@
+"""Streaming n-gram counting with numpy.
+
+An n-gram of order n >= 2 is one uint64 key: ``(index of its (n-1)-word prefix << 32) | last word``,
+so each order is a sorted key array plus a count array (16 bytes an n-gram) and counting a batch of
+tokens is one ``np.unique`` per order: the n-gram ending at token i extends the (n-1)-gram ending
+at token i-1. Batches become sorted runs that are merged like a binary counter (sizes at least
+double), so the input is read once, never held whole, and merging costs O(total log batches).
+Working memory is the distinct n-grams plus one batch (``chunk_tokens``); there is no disk spill,
+so a corpus whose distinct n-grams exceed RAM needs a lower order or a vocabulary cut.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from ...errors import InputError
+from .config import BOS, EOS, UNK, NgramConfig, iter_lines
+
+SHIFT = np.uint64(32)
+LOW = np.uint64(0xFFFFFFFF)
+UNK_ID, BOS_ID, EOS_ID = 0, 1, 2
+
+
+def pack(prefix: np.ndarray, word: np.ndarray) -> np.ndarray:
+    """Keys of n-grams given their prefix index and last word id."""
+    return (prefix.astype(np.uint64) << SHIFT) | word.astype(np.uint64)
+
+
+def unpack(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(prefix index, last word id) of each key, as int64."""
+    return (keys >> SHIFT).astype(np.int64), (keys & LOW).astype(np.int64)
+
+
+class Vocab:
+    """Word <-> id; ids 0, 1, 2 are <unk>, <s>, </s> (KenLM's layout)."""
+
+    def __init__(self, words: Iterable[str] = ()):
+        self.index: dict[str, int] = {UNK: UNK_ID, BOS: BOS_ID, EOS: EOS_ID}
+        for w in words:
+            self.index.setdefault(w, len(self.index))
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def words(self) -> list[str]:
+        return list(self.index)  # dicts keep insertion order = id order
+
+    def ids(self, tokens: list[str], grow: bool) -> np.ndarray:
+        d = self.index
+        if grow:
+            return np.fromiter([d.setdefault(t, len(d)) for t in tokens], np.int64, len(tokens))
+        get = d.get
+        return np.fromiter([get(t, UNK_ID) for t in tokens], np.int64, len(tokens))
+
+
+def encode_sentences(sentences: list[list[str]], vocab: Vocab, grow: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Flat ids ``<s> w.. </s> <s> ..`` and each token's position in its sentence (0 at <s>)."""
+    flat: list[str] = []
+    lengths = np.empty(len(sentences), np.int64)
+    for i, s in enumerate(sentences):
+        flat.append(BOS)
+        flat += s
+        flat.append(EOS)
+        lengths[i] = len(s) + 2
+    ids = vocab.ids(flat, grow)
+    starts = np.cumsum(lengths) - lengths
+    pos = np.arange(len(ids), dtype=np.int64) - np.repeat(starts, lengths)
+    return ids, pos
+
+
+@dataclass
+class Counts:
+    """Raw counts: ``counts[0]`` by word id; ``keys[n-1]``/``counts[n-1]`` the sorted n-grams of order n."""
+
+    keys: list[np.ndarray | None]
+    counts: list[np.ndarray]
+    sentences: int = 0
+    tokens: int = 0  # words, without <s> and </s>
+
+    @property
+    def size(self) -> int:
+        return sum(len(c) for c in self.counts)
+
+    @property
+    def order(self) -> int:
+        return len(self.counts)
+
+
+def count_batch(ids: np.ndarray, pos: np.ndarray, order: int, vocab_size: int) -> Counts:
+    """Counts of one batch; n-grams never cross a sentence boundary."""
+    keys: list[np.ndarray | None] = [None]
+    counts = [np.bincount(ids, minlength=vocab_size).astype(np.int64)]
+    prev = ids  # index of the (n-1)-gram ending at each token (order 1: the word id)
+    for n in range(2, order + 1):
+        ok = pos[1:] >= n - 1  # token i ends an n-gram inside its sentence
+        q = pack(prev[:-1][ok], ids[1:][ok])
+        uniq, inv, cnt = np.unique(q, return_inverse=True, return_counts=True)
+        cur = np.full(len(ids), -1, np.int64)
+        cur[1:][ok] = inv.reshape(-1)
+        keys.append(uniq)
+        counts.append(cnt.astype(np.int64))
+        prev = cur
+    n_sent = int(np.count_nonzero(pos == 0))
+    return Counts(keys, counts, n_sent, len(ids) - 2 * n_sent)
+
+
+def _union(ka: np.ndarray, ca: np.ndarray, kb: np.ndarray, cb: np.ndarray):
+    """Merge two sorted key/count arrays; also where each input key went."""
+    keys = np.concatenate([ka, kb])
+    perm = np.argsort(keys, kind="stable")  # timsort: two sorted runs merge in linear time
+    s = keys[perm]
+    first = np.empty(len(s), bool)
+    first[:1] = True
+    np.not_equal(s[1:], s[:-1], out=first[1:])
+    rank = np.cumsum(first) - 1
+    where = np.empty(len(s), np.int64)
+    where[perm] = rank
+    counts = np.add.reduceat(np.concatenate([ca, cb])[perm], np.flatnonzero(first)) if len(s) else ca[:0]
+    return s[first], counts, where[:len(ka)], where[len(ka):]
+
+
+def merge(a: Counts, b: Counts) -> Counts:
+    """One Counts holding both; prefix indices are renumbered order by order (monotonically, so keys stay sorted)."""
+    v = max(len(a.counts[0]), len(b.counts[0]))
+    uni = np.zeros(v, np.int64)
+    uni[:len(a.counts[0])] += a.counts[0]
+    uni[:len(b.counts[0])] += b.counts[0]
+    keys: list[np.ndarray | None] = [None]
+    counts = [uni]
+    map_a = map_b = None
+    for n in range(1, a.order):
+        ka, kb = a.keys[n], b.keys[n]
+        if map_a is not None:
+            pa, wa = unpack(ka)
+            pb, wb = unpack(kb)
+            ka, kb = pack(map_a[pa], wa), pack(map_b[pb], wb)
+        k, c, map_a, map_b = _union(ka, a.counts[n], kb, b.counts[n])
+        keys.append(k)
+        counts.append(c)
+    return Counts(keys, counts, a.sentences + b.sentences, a.tokens + b.tokens)
+
+
+class RunMerger:
+    """Keeps sorted runs whose sizes at least double from top to bottom (a binary counter)."""
+
+    def __init__(self) -> None:
+        self.runs: list[Counts] = []
+
+    def add(self, run: Counts) -> None:
+        self.runs.append(run)
+        while len(self.runs) > 1 and self.runs[-2].size <= 2 * self.runs[-1].size:
+            top = self.runs.pop()
+            self.runs[-1] = merge(self.runs[-1], top)
+
+    def result(self) -> Counts | None:
+        while len(self.runs) > 1:
+            top = self.runs.pop()
+            self.runs[-1] = merge(self.runs[-1], top)
+        return self.runs[0] if self.runs else None
+
+
+def iter_batches(files: list[Path], tokenize: Callable[[str], list[str]],
+                 chunk_tokens: int) -> Iterator[tuple[list[list[str]], list[tuple[Path, int]]]]:
+    """Tokenized sentences in batches of about ``chunk_tokens`` tokens, with (file, line) of each."""
+    batch: list[list[str]] = []
+    where: list[tuple[Path, int]] = []
+    size = 0
+    for path in files:
+        for lineno, line in iter_lines(path):
+            toks = tokenize(line)
+            if not toks:
+                continue
+            batch.append(toks)
+            where.append((path, lineno))
+            size += len(toks)
+            if size >= chunk_tokens:
+                yield batch, where
+                batch, where, size = [], [], 0
+    if batch:
+        yield batch, where
+
+
+def _check_specials(ids: np.ndarray, batch: list[list[str]], where: list[tuple[Path, int]]) -> None:
+    n = len(batch)
+    if np.count_nonzero(ids == BOS_ID) == n and np.count_nonzero(ids == EOS_ID) == n:
+        return
+    for toks, (path, lineno) in zip(batch, where):
+        for t in (BOS, EOS):
+            if t in toks:
+                raise InputError(f"{path}:{lineno}: the text contains the reserved token '{t}'",
+                                 "remove or rename it; <s> and </s> are added around every line")
+
+
+def count_files(files: list[Path], cfg: NgramConfig, tokenize: Callable[[str], list[str]]) -> tuple[Vocab, Counts]:
+    """Vocabulary and raw counts of every n-gram up to ``cfg.order`` in ``files`` (one sentence a line).
+
+    A vocabulary cut (``min_count``/``max_vocab``) takes a first pass that only counts words.
+    A literal ``<unk>`` in the text (WikiText has them) is the unknown word and counted as such.
+    """
+    grow = cfg.min_count <= 1 and cfg.max_vocab is None
+    vocab = Vocab()
+    if not grow:
+        freq: Counter = Counter()
+        for batch, _ in iter_batches(files, tokenize, cfg.chunk_tokens):
+            for toks in batch:
+                freq.update(toks)
+        kept = [w for w, c in freq.most_common() if c >= cfg.min_count and w not in (UNK, BOS, EOS)]
+        vocab = Vocab(kept[: cfg.max_vocab - 3] if cfg.max_vocab else kept)
+    merger = RunMerger()
+    for batch, where in iter_batches(files, tokenize, cfg.chunk_tokens):
+        ids, pos = encode_sentences(batch, vocab, grow)
+        _check_specials(ids, batch, where)
+        merger.add(count_batch(ids, pos, cfg.order, len(vocab)))
+    counts = merger.result()
+    if counts is None or counts.tokens == 0:
+        names = ", ".join(str(f) for f in files[:3]) + (" ..." if len(files) > 3 else "")
+        raise InputError(f"no text to train on in {names}", "pass UTF-8 text files with one sentence per line")
+    if len(counts.counts[0]) < len(vocab):  # words only seen in the vocabulary pass, or none
+        counts.counts[0] = np.pad(counts.counts[0], (0, len(vocab) - len(counts.counts[0])))
+    return vocab, counts
