@@ -86,7 +86,7 @@ def _float(text: str, path: Path, lineno: int) -> float:
 
 
 def read_arpa(path: str | Path) -> dict:
-    """``{"words", "keys", "logp", "bow"}`` of an ARPA file; any layout problem is an InputError naming the line.
+    """``{"words", "keys", "logp", "bow"}`` of an ARPA file (``.gz`` too); any layout problem is an InputError naming the line.
 
     The vocabulary is reordered so <unk>, <s>, </s> are ids 0, 1, 2; a missing <unk> is added with
     log10 p = -100, as KenLM does. Every n-gram's (n-1)-word prefix must be in the file.
@@ -94,10 +94,15 @@ def read_arpa(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"ARPA file not found: {path}", "check the path")
+    raw = path.read_bytes()
+    if path.name.endswith(".gz"):
+        import gzip
+
+        raw = gzip.decompress(raw)
     try:
-        lines = path.read_text(encoding="utf-8").split("\n")
+        lines = raw.decode("utf-8").split("\n")
     except UnicodeDecodeError as err:
-        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        line = raw[: err.start].count(b"\n") + 1
         raise InputError(f"{path}:{line}: not valid UTF-8", "ARPA files are UTF-8 text") from None
     i, total = 0, len(lines)
 
