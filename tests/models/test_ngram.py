@@ -15,6 +15,7 @@ from lmforge.errors import ConfigError, InputError
 from lmforge.models.ngram import NgramConfig, NgramLM, config_from, evaluate_file, read_arpa, train
 from lmforge.models.ngram.counts import count_files
 from lmforge.models.ngram.config import make_tokenizer
+from lmforge.models.ngram.estimate import structure
 from lmforge.models.ngram_cli import app
 
 DATA = Path(__file__).parent / "ngram_data"
@@ -123,6 +124,9 @@ def test_streaming_counts_match_one_batch(tmp_path):
         np.testing.assert_array_equal(one.counts[n], many.counts[n])
         if n:
             np.testing.assert_array_equal(one.keys[n], many.keys[n])
+    searched = structure(many.keys, len(many.counts[0])).suffix  # suffixes by search, not tracked while merging
+    for n in range(1, 4):
+        np.testing.assert_array_equal(many.suffix[n], searched[n])
     _, twice = count_files([TRAIN, TRAIN], cfg_small, tok)
     _, once = count_files([TRAIN], cfg_small, tok)
     for n in range(4):

@@ -12,7 +12,8 @@ so a corpus whose distinct n-grams exceed RAM needs a lower order or a vocabular
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -53,10 +54,13 @@ class Vocab:
 
     def ids(self, tokens: list[str], grow: bool) -> np.ndarray:
         d = self.index
-        if grow:
-            return np.fromiter([d.setdefault(t, len(d)) for t in tokens], np.int64, len(tokens))
+        if grow:  # new words get ids in order of first appearance (as lmplz); the loop is over distinct words only
+            for t in dict.fromkeys(tokens):
+                if t not in d:
+                    d[t] = len(d)
+            return np.fromiter(map(d.__getitem__, tokens), np.int64, len(tokens))
         get = d.get
-        return np.fromiter([get(t, UNK_ID) for t in tokens], np.int64, len(tokens))
+        return np.fromiter(map(get, tokens, repeat(UNK_ID)), np.int64, len(tokens))
 
 
 def encode_sentences(sentences: list[list[str]], vocab: Vocab, grow: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -80,6 +84,7 @@ class Counts:
 
     keys: list[np.ndarray | None]
     counts: list[np.ndarray]
+    suffix: list[np.ndarray | None]  # order n >= 2: index of the n-gram minus its first word, one order down
     sentences: int = 0
     tokens: int = 0  # words, without <s> and </s>
 
@@ -95,19 +100,23 @@ class Counts:
 def count_batch(ids: np.ndarray, pos: np.ndarray, order: int, vocab_size: int) -> Counts:
     """Counts of one batch; n-grams never cross a sentence boundary."""
     keys: list[np.ndarray | None] = [None]
+    suffix: list[np.ndarray | None] = [None]
     counts = [np.bincount(ids, minlength=vocab_size).astype(np.int64)]
     prev = ids  # index of the (n-1)-gram ending at each token (order 1: the word id)
     for n in range(2, order + 1):
-        ok = pos[1:] >= n - 1  # token i ends an n-gram inside its sentence
-        q = pack(prev[:-1][ok], ids[1:][ok])
-        uniq, inv, cnt = np.unique(q, return_inverse=True, return_counts=True)
+        ok = np.flatnonzero(pos[1:] >= n - 1) + 1  # tokens that end an n-gram inside their sentence
+        uniq, inv, cnt = np.unique(pack(prev[ok - 1], ids[ok]), return_inverse=True, return_counts=True)
+        inv = inv.reshape(-1)
         cur = np.full(len(ids), -1, np.int64)
-        cur[1:][ok] = inv.reshape(-1)
+        cur[ok] = inv
+        suf = np.empty(len(uniq), np.int64)
+        suf[inv] = prev[ok]  # the n-gram ending at i minus its first word is the (n-1)-gram ending at i
         keys.append(uniq)
         counts.append(cnt.astype(np.int64))
+        suffix.append(suf)
         prev = cur
     n_sent = int(np.count_nonzero(pos == 0))
-    return Counts(keys, counts, n_sent, len(ids) - 2 * n_sent)
+    return Counts(keys, counts, suffix, n_sent, len(ids) - 2 * n_sent)
 
 
 def _union(ka: np.ndarray, ca: np.ndarray, kb: np.ndarray, cb: np.ndarray):
@@ -132,18 +141,26 @@ def merge(a: Counts, b: Counts) -> Counts:
     uni[:len(a.counts[0])] += a.counts[0]
     uni[:len(b.counts[0])] += b.counts[0]
     keys: list[np.ndarray | None] = [None]
+    suffix: list[np.ndarray | None] = [None]
     counts = [uni]
-    map_a = map_b = None
+    map_a = map_b = None  # where order n-1 entries of a and b went (None: word ids, unchanged)
     for n in range(1, a.order):
         ka, kb = a.keys[n], b.keys[n]
+        sa, sb = a.suffix[n], b.suffix[n]
         if map_a is not None:
             pa, wa = unpack(ka)
             pb, wb = unpack(kb)
             ka, kb = pack(map_a[pa], wa), pack(map_b[pb], wb)
-        k, c, map_a, map_b = _union(ka, a.counts[n], kb, b.counts[n])
+            sa, sb = map_a[sa], map_b[sb]
+        k, c, new_a, new_b = _union(ka, a.counts[n], kb, b.counts[n])
+        suf = np.empty(len(k), np.int64)
+        suf[new_a] = sa
+        suf[new_b] = sb
         keys.append(k)
         counts.append(c)
-    return Counts(keys, counts, a.sentences + b.sentences, a.tokens + b.tokens)
+        suffix.append(suf)
+        map_a, map_b = new_a, new_b
+    return Counts(keys, counts, suffix, a.sentences + b.sentences, a.tokens + b.tokens)
 
 
 class RunMerger:

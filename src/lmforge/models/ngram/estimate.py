@@ -40,7 +40,9 @@ class Structure:
     first: list[np.ndarray]
 
 
-def structure(keys: list[np.ndarray | None], vocab_size: int) -> Structure:
+def structure(keys: list[np.ndarray | None], vocab_size: int,
+              known_suffix: list[np.ndarray | None] | None = None) -> Structure:
+    """Prefix/last word from the keys; suffixes from counting when given, else by search."""
     n_orders = len(keys)
     parent, word, suffix = [None], [None], [None]
     first = [np.arange(vocab_size)]
@@ -49,7 +51,9 @@ def structure(keys: list[np.ndarray | None], vocab_size: int) -> Structure:
         parent.append(p)
         word.append(w)
         first.append(first[n - 1][p])
-        if n == 1:
+        if known_suffix is not None:
+            suffix.append(known_suffix[n])
+        elif n == 1:
             suffix.append(w)
         else:  # suffix of (prefix, w) is (suffix of prefix, w), one order down
             q = pack(suffix[n - 1][p], w)
@@ -187,7 +191,7 @@ def backoff(counts: Counts, st: Structure, smoothing: str, k: float = 1.0) -> Ta
 
 def estimate(counts: Counts, smoothing: str, k: float = 1.0,
              fallback: tuple[float, float, float] = (0.5, 1.0, 1.5)) -> Tables:
-    st = structure(counts.keys, len(counts.counts[0]))
+    st = structure(counts.keys, len(counts.counts[0]), counts.suffix)
     if smoothing == "kneser_ney":
         return kneser_ney(counts, st, fallback)
     return backoff(counts, st, smoothing, k)
