@@ -4,7 +4,6 @@ with gensim's, bad input gives one clear message. The corpus is synthetic and ti
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
