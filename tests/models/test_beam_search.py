@@ -161,9 +161,9 @@ def test_beam_search_matches_transformers_on_an_exported_gpt():
         cache = ours.new_cache(max_len=len(prompt) + n)
 
         def step(seqs, rows):  # the prompt stands in for the start token
-            if rows is None:
-                return ours(torch.tensor([prompt] * K), cache=cache)[0][:, -1]
-            cache.select(rows)
+            if rows is None:  # first step: one row per source
+                return ours(torch.tensor([prompt]), cache=cache)[0][:, -1]
+            cache.select(rows)  # expands to K beams after the first step, then follows them
             return ours(seqs[:, -1:], cache=cache)[0][:, -1]
 
         return beam_search(step, 1, num_beams=K, max_new_tokens=n, start_token_id=0, eos_token_id=eos,

@@ -210,9 +210,10 @@ def beam_search(step: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor
     """Beam search over ``batch_size`` sources x ``num_beams`` beams, rows ``source * num_beams + beam``.
 
     ``step(seqs, rows)`` returns next-token logits (N, V) for the running sequences ``seqs``
-    (N, t + 1; start token first). ``rows`` (N,) says which of the previous call's rows each one
-    continues (None on the first call): the caller reorders its KV cache with it, and when a whole
-    source finishes its beams are dropped, so N shrinks. Candidates are the top 2K continuations per
+    (N, t + 1; start token first). The first call has one row per source (beams would all be the
+    same) and ``rows=None``; later calls have K rows per live source, and ``rows`` (N,) says which of
+    the previous call's rows each one continues: the caller reorders (or, after the first step,
+    expands) its KV cache and memory with it; when a whole source finishes its beams are dropped. Candidates are the top 2K continuations per
     source; an EOS among the top K finishes a hypothesis, the best K others keep running; at
     ``max_new_tokens`` the top K are finished as they are. A source is done with K finished
     hypotheses (``early_stopping=True``), or when no running beam can beat the worst of them
@@ -224,17 +225,18 @@ def beam_search(step: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor
         raise ValueError(f"need 1 <= num_return_sequences ({num_return_sequences}) <= num_beams ({K})")
     finished: list[list[Hypothesis]] = [[] for _ in range(batch_size)]
     live = list(range(batch_size))  # original source index of each live source
-    seqs = torch.full((batch_size * K, 1), start_token_id, dtype=torch.long, device=device)
-    scores = torch.full((batch_size, K), float("-inf"), device=device)
-    scores[:, 0] = 0.0  # all beams start identical: expand only the first
+    # all beams of a source would start identical, so the first step runs one row per source
+    seqs = torch.full((batch_size, 1), start_token_id, dtype=torch.long, device=device)
+    scores = torch.zeros(batch_size, 1, device=device)
     rows = None
     for t in range(max_new_tokens):
         logprobs = step(seqs, rows).float().log_softmax(-1)  # (N, V)
         if eos_token_id is not None and t < min_new_tokens:
             logprobs[:, eos_token_id] = float("-inf")
-        V = logprobs.shape[-1]
-        cand = (scores.view(-1, 1) + logprobs).view(len(live), K * V)
-        top, flat = cand.topk(min(2 * K if eos_token_id is not None else K, K * V), dim=1)  # (S, C), sorted
+        V, k_prev = logprobs.shape[-1], scores.shape[1]
+        cand = (scores.view(-1, 1) + logprobs).view(len(live), k_prev * V)
+        n_cand = min(2 * K if eos_token_id is not None else K, k_prev * V)
+        top, flat = cand.topk(n_cand, dim=1)  # (S, C), best first
         beam, token = flat // V, flat % V
         last = t + 1 == max_new_tokens
         ends = torch.ones_like(token, dtype=torch.bool) if last else (
@@ -248,7 +250,7 @@ def beam_search(step: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor
         for s, c in add.nonzero().tolist():
             src, b, tok, logprob = live[s], int(beam[s, c]), int(token[s, c]), float(top[s, c])
             is_eos = eos_token_id is not None and tok == eos_token_id
-            hyp = seqs[s * K + b, 1:].tolist() + ([] if is_eos else [tok])
+            hyp = seqs[s * k_prev + b, 1:].tolist() + ([] if is_eos else [tok])
             finished[src].append(Hypothesis(hyp, logprob / glen, logprob, is_eos))
             touched.add(src)
         for src in touched:  # keep the best K (a source that was full is already out of ``live``)
@@ -257,9 +259,9 @@ def beam_search(step: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor
             break
         # the best K continuations that did not just end keep running
         run_top = top.masked_fill(ends, float("-inf"))
-        pick = run_top.topk(K, dim=1).indices  # (S, K)
+        pick = run_top.topk(min(K, n_cand), dim=1).indices  # (S, K)
         scores = run_top.gather(1, pick)
-        src_rows = torch.arange(len(live), device=device)[:, None] * K + beam.gather(1, pick)
+        src_rows = torch.arange(len(live), device=device)[:, None] * k_prev + beam.gather(1, pick)
         tokens = token.gather(1, pick)
         done = [s for s, src in enumerate(live) if len(finished[src]) == K and _source_done(
             finished[src], scores[s, 0], t + 1, max_new_tokens, length_penalty, early_stopping)]

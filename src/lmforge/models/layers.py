@@ -169,24 +169,27 @@ class Attention(nn.Module):
         B, T, C = x.shape
         q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
         src = x if context is None else context
-        k, v = self.kv_proj(src).view(B, src.shape[1], 2, self.n_kv_head, self.head_dim).permute(2, 0, 3, 1, 4)
-        # per layer: earlier layers have already appended this step's keys when later ones run
-        offset = cache.layer_length(layer) if (cache is not None and not self.cross) else 0
-        if self.rotary is not None and not self.cross:
-            pos = offset if positions is None else positions
-            q, k = self.rotary(q, pos), self.rotary(k, pos)
-        if cache is not None:
-            if self.cross and cache.k[layer] is not None:
-                k, v = cache.k[layer], cache.v[layer]
-            elif self.cross:
+        offset = 0
+        if self.cross and cache is not None and cache.k[layer] is not None:
+            k, v = cache.k[layer], cache.v[layer]  # the memory's keys were projected at the first step
+        else:
+            k, v = self.kv_proj(src).view(B, src.shape[1], 2, self.n_kv_head, self.head_dim).permute(2, 0, 3, 1, 4)
+            # per layer: earlier layers have already appended this step's keys when later ones run
+            offset = cache.layer_length(layer) if (cache is not None and not self.cross) else 0
+            if self.rotary is not None and not self.cross:
+                pos = offset if positions is None else positions
+                q, k = self.rotary(q, pos), self.rotary(k, pos)
+            if cache is not None and self.cross:
                 cache.k[layer], cache.v[layer] = k, v
-            else:
+            elif cache is not None:
                 k, v = cache.update(layer, k, v)
         if self.n_kv_head != self.n_head:
             rep = self.n_head // self.n_kv_head
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
         is_causal = causal and mask is None
-        if is_causal and offset > 0:
+        if is_causal and offset > 0 and T == 1:
+            is_causal = False  # one new token sees every cached key: no mask at all
+        elif is_causal and offset > 0:
             # decoding with a cache: new queries see every cached key plus the causal part of the new ones
             S = k.shape[-2]
             mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=S - T)

@@ -271,28 +271,28 @@ class Seq2Seq(nn.Module):
         """The ``num_return_sequences`` best hypotheses per source, best first, with scores
         (sum logprob / len**length_penalty, len counting EOS: transformers' convention).
 
-        The encoder runs once; its memory is repeated per beam (rows ``source * num_beams + beam``).
-        Each step the self-attention cache follows the surviving beams; cross-attention keys are
-        left alone (beams of one source share them) unless a finished source's rows are dropped.
+        The encoder runs once, and so does the first decoder step (one row per source); then memory and
+        caches are expanded per beam (rows ``source * num_beams + beam``). Each step the
+        self-attention cache follows the surviving beams; cross-attention keys are left alone (beams of
+        one source share them) unless a finished source's rows are dropped.
         """
         eos = eos_token_id if eos_token_id is not None else self.config.eos_token_id
         was_training = self.training
         self.eval()
         src, mask = self._prepare(src, attention_mask)
-        memory = self.encode(src, mask).repeat_interleave(num_beams, dim=0)
-        mask = mask.repeat_interleave(num_beams, dim=0) if mask is not None else None
+        memory = self.encode(src, mask)  # (B, S, C); expanded to B * num_beams rows after the first step
         steps = min(max_new_tokens, self.config.block_size - 1)
         cache = self.new_cache(max_len=steps) if use_cache else None
 
         def step(seqs: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
             nonlocal memory, mask
             if rows is not None:
-                shrink = rows.numel() != memory.shape[0]
-                if shrink:
+                resized = rows.numel() != memory.shape[0]  # expanded to beams, or finished sources dropped
+                if resized:
                     memory = memory[rows]
                     mask = mask[rows] if mask is not None else None
                 if cache is not None:
-                    cache.select(rows, cross=shrink)
+                    cache.select(rows, cross=resized)
             inp = seqs[:, -1:] if cache is not None else seqs
             return self.lm_head(self.decode(inp, memory, mask, cache))[:, -1, :]
 
