@@ -35,9 +35,9 @@ def test_override_without_equals():
 
 
 def test_quickstart_recipe_loads_and_overrides():
-    cfg = load_recipe(RECIPE, ["pretrain.train.max_steps=7", "finetune.pooling=last"])
+    cfg = load_recipe(RECIPE, ["pretrain.train.max_steps=7", "finetune.task.pooling=last"])
     assert cfg.pretrain.train.max_steps == 7
-    assert cfg.finetune.pooling == "last"
+    assert cfg.finetune.task.pooling == "last"
     assert cfg.tokenizer.kind == "byte_bpe"
 
 

@@ -35,8 +35,12 @@ def _jsonl(rows: list[dict]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows)
 
 
-def resample_indices(n: int, n_resamples: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
+def resample_indices(n: int, n_resamples: int, seed: int = 0) -> list[np.ndarray]:
+    """Bootstrap index sets (rows of ``eval.stats.resample_indices``) as a list, so two systems can
+    be rescored on exactly the same resamples."""
+    from .stats import resample_indices as blocks
+
+    return [row.astype(np.intp) for block in blocks(n, n_resamples, seed) for row in block]
 
 
 def confidence_intervals(task, predictions: list[dict], examples: list[dict], n_resamples: int,
