@@ -29,6 +29,7 @@ exactly the loss of its conversations one by one (tested).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -376,7 +377,7 @@ class Chat(Task):
         """Messages [{role, content}] of one record in any supported layout; None = skipped (counted)."""
         fmt = self.cfg.format
         if fmt == "auto":
-            if isinstance(rec, list):
+            if isinstance(rec, (list, str)):  # a bare string: a dialogue of one utterance (no reply)
                 fmt = "dialogue"
             elif isinstance(rec, dict) and "messages" in rec:
                 fmt = "messages"
@@ -393,6 +394,7 @@ class Chat(Task):
         tools = None
         if fmt == "dialogue":
             turns = rec.get("dialogue", rec.get("utterances")) if isinstance(rec, dict) else rec
+            turns = [turns] if isinstance(turns, str) else turns
             if not isinstance(turns, list) or not all(isinstance(t, (str, int, float)) for t in turns):
                 raise InputError(f"{where}: a dialogue must be a list of utterances (strings)",
                                  "e.g. [\"Hello\", \"Hi there\"], or set finetune.task.format")
@@ -503,8 +505,9 @@ class Chat(Task):
             except ConfigError:
                 current = None
             if own is not None or (current is not None and current.name != "plain"):
-                tok.chat_template = current  # saved with the model as chat_template.json
-                return tok
+                out = copy.copy(tok)  # the caller's tokenizer stays as it was
+                out.chat_template = current  # saved with the model as chat_template.json
+                return out
             name = "chatml"
         roles = tok.meta.get("roles", {})
         if name == "plain":
@@ -512,8 +515,9 @@ class Chat(Task):
             if not eos:
                 raise ConfigError(f"template plain needs an eos token; {tok!r} has none",
                                   "use finetune.task.template: chatml (adds its markers)")
-            tok.chat_template = plain(eos)
-            return tok
+            out = copy.copy(tok)
+            out.chat_template = plain(eos)
+            return out
         template = zephyr(roles.get("eos") or "</s>") if name == "zephyr" else TEMPLATES[name]()
         out = add_chat_tokens(tok, template)
         self._new_ids = [out.token_to_id(m) for m in template.special_tokens
