@@ -175,6 +175,20 @@ def main() -> None:
             cut = int(len(text) * 0.9)
             (tmp / "s_train.txt").write_text(text[:cut], encoding="utf-8")
             (tmp / "s_val.txt").write_text(text[cut:], encoding="utf-8")
+            if kenlm is not None:  # query speed on short lines (~10 words), where per-call overhead shows
+                lines_all = [ln for ln in text.split("\n") if ln.strip()]
+                k_cut = int(len(lines_all) * 0.9)
+                (tmp / "w_train.txt").write_text("\n".join(lines_all[:k_cut]) + "\n", encoding="utf-8")
+                wlm = train([tmp / "w_train.txt"], NgramConfig(order=args.order), tmp / "wlm")
+                held = lines_all[k_cut:]
+                n_w = sum(len(ln.split()) + 1 for ln in held)
+                _, t_ours, _ = _best(lambda: wlm.score_lines(held), args.repeats)
+                kw = kenlm.Model(str(tmp / "wlm" / "model.arpa"))
+                _, t_theirs, _ = _best(lambda: sum(kw.score(ln) for ln in held), args.repeats)
+                res["short_lines_query"] = {"data": f"tiny Shakespeare last 10%, {len(held)} lines, {n_w} tokens",
+                                            "lmforge_tokens_per_s": round(n_w / t_ours),
+                                            "kenlm_tokens_per_s": round(n_w / t_theirs),
+                                            "speedup": round(t_theirs / t_ours, 2)}
             rows = []
             for order in (3, 6):
                 t0 = time.perf_counter()
@@ -238,7 +252,19 @@ def _markdown(r: dict) -> str:
     if "query_speedup_vs_kenlm_score" in r:
         lines.append(f"- query speed vs kenlm `Model.score` called per sentence from Python: "
                      f"**{r['query_speedup_vs_kenlm_score']}x**")
+    sl = r.get("short_lines_query")
+    if sl:
+        lines.append(f"- query speed on short lines ({sl['data']}, word {r['order']}-gram): lmforge "
+                     f"{sl['lmforge_tokens_per_s']:,} tokens/s, kenlm `Model.score` {sl['kenlm_tokens_per_s']:,}: "
+                     f"**{sl['speedup']}x**")
     lines.append(f"- KN discounts (D1, D2, D3+) per order: {f['discounts']}")
+    ok = lambda b: "met" if b else "NOT met"  # noqa: E731
+    lines += ["", "Targets (issue 8): perplexity within 1% of lmplz: "
+              f"{ok(abs(r.get('perplexity_ratio_lmforge_over_lmplz', 9) - 1) <= 0.01)}; ARPA round trip exact: "
+              f"{ok(r['arpa_round_trip_identical'])}; kenlm agrees <= 1e-4: "
+              f"{ok(k.get('max_abs_log10_diff_vs_lmforge', 1) <= 1e-4)}; training >= 100x NLTK: "
+              f"{ok(r.get('train_speedup_vs_nltk', 0) >= 100)}; queries >= kenlm Model.score: "
+              f"{ok(r.get('query_speedup_vs_kenlm_score', 0) >= 1)}."]
     sc = r.get("shakespeare_char")
     if sc:
         lines += ["", "## n-gram vs Transformer, tiny Shakespeare characters (last 10% held out)", "",

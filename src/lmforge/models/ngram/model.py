@@ -30,6 +30,53 @@ MODEL_TYPE = "ngram"
 BATCH_TOKENS = 200_000  # tokens scored per vectorised batch when streaming a file
 
 
+class KeyHash:
+    """Open-addressing hash table over a sorted key array, looked up for many keys at once.
+
+    Sorted arrays are what the model stores; a hash probe touches one or two cache lines where a
+    binary search touches ~log2(n), which makes batch queries 2-4x faster on large tables.
+    """
+
+    MUL = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing
+
+    def __init__(self, keys: np.ndarray):
+        self.bits = max(4, int(np.ceil(np.log2(max(len(keys), 1) * 3))))  # load factor <= 1/3
+        size = 1 << self.bits
+        self.keys = np.zeros(size, np.uint64)
+        self.vals = np.full(size, -1, np.int64)
+        slot = self._slot(keys)
+        todo = np.arange(len(keys))
+        while len(todo):  # linear probing, one round for all keys still without a slot
+            s = slot[todo]
+            free = self.vals[s] < 0
+            cand, s = todo[free], s[free]
+            s, first = np.unique(s, return_index=True)
+            win = cand[first]
+            self.keys[s], self.vals[s] = keys[win], win
+            placed = np.zeros(len(keys), bool)
+            placed[win] = True
+            todo = todo[~placed[todo]]
+            slot[todo] = (slot[todo] + 1) & (size - 1)
+
+    def _slot(self, q: np.ndarray) -> np.ndarray:
+        return ((q * self.MUL) >> np.uint64(64 - self.bits)).astype(np.int64)
+
+    def find(self, q: np.ndarray) -> np.ndarray:
+        """Index of each key of ``q`` in the sorted array, or -1."""
+        out = np.full(len(q), -1, np.int64)
+        slot = self._slot(q)
+        todo = np.arange(len(q))
+        mask = (1 << self.bits) - 1
+        while len(todo):
+            s = slot[todo]
+            v = self.vals[s]
+            hit = (self.keys[s] == q[todo]) & (v >= 0)
+            out[todo[hit]] = v[hit]
+            todo = todo[~hit & (v >= 0)]
+            slot[todo] = (slot[todo] + 1) & mask
+        return out
+
+
 class NgramLM:
     """Back-off n-gram model: ``logp[n-1]``/``bow[n-1]`` are log10 values of the n-grams in ``keys[n-1]``."""
 
@@ -42,6 +89,7 @@ class NgramLM:
         self.keys, self.logp, self.bow, self.counts = keys, logp, bow, counts
         self.info = info or {}
         self.tokenize = make_tokenizer(cfg)
+        self._hash: list | None = None  # per-order hash tables over the keys, built at the first query
 
     @property
     def order(self) -> int:
@@ -55,18 +103,15 @@ class NgramLM:
 
     def _matches(self, ids: np.ndarray, pos: np.ndarray) -> list[np.ndarray]:
         """idx[m-1][i]: index of the m-gram ending at token i in table m, or -1."""
+        if self._hash is None:
+            self._hash = [None] + [KeyHash(k) for k in self.keys[1:]]
         idx = [ids]
         for m in range(2, self.order + 1):
             prev = idx[-1]
             cur = np.full(len(ids), -1, np.int64)
             ok = np.flatnonzero((pos[1:] >= m - 1) & (prev[:-1] >= 0)) + 1
-            table = self.keys[m - 1]
-            if len(ok) and len(table):
-                q = pack(prev[ok - 1], ids[ok])
-                j = np.searchsorted(table, q)
-                j[j == len(table)] = 0
-                hit = table[j] == q
-                cur[ok[hit]] = j[hit]
+            if len(ok):
+                cur[ok] = self._hash[m - 1].find(pack(prev[ok - 1], ids[ok]))
             idx.append(cur)
         return idx
 
