@@ -213,10 +213,10 @@ def beam_search(step: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor
     (N, t + 1; start token first). The first call has one row per source (beams would all be the
     same) and ``rows=None``; later calls have K rows per live source, and ``rows`` (N,) says which of
     the previous call's rows each one continues: the caller reorders (or, after the first step,
-    expands) its KV cache and memory with it; when a whole source finishes its beams are dropped. Candidates are the top 2K continuations per
-    source; an EOS among the top K finishes a hypothesis, the best K others keep running; at
-    ``max_new_tokens`` the top K are finished as they are. A source is done with K finished
-    hypotheses (``early_stopping=True``), or when no running beam can beat the worst of them
+    expands) its KV cache and memory with it; when a whole source finishes its beams are dropped.
+    Candidates are the top 2K continuations per source; an EOS among the top K finishes a
+    hypothesis, the best K others keep running; at ``max_new_tokens`` the top K are finished as
+    they are. A source is done with K finished hypotheses (``early_stopping=True``), or when no running beam can beat the worst of them
     (``False``: judged at the current length; ``"never"``: at the longest length when
     ``length_penalty > 0``), as in transformers. Returns the ``num_return_sequences`` best per source.
     """
