@@ -192,7 +192,7 @@ def main() -> None:
             rows = []
             for order in (3, 6):
                 t0 = time.perf_counter()
-                clm = train([tmp / "s_train.txt"], NgramConfig(order=order, unit="char"), tmp / f"char{order}")
+                train([tmp / "s_train.txt"], NgramConfig(order=order, unit="char"), tmp / f"char{order}")
                 t_c = time.perf_counter() - t0
                 r = evaluate_file(tmp / f"char{order}", tmp / "s_val.txt")
                 rows.append({"order": order, "train_s": round(t_c, 2), "bits_per_char": r["bits_per_byte"],

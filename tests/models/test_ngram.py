@@ -215,7 +215,7 @@ def test_chinese_novel_slice(shared_datasets, tmp_path):
     lines = [ln for ln in path.read_text(encoding="utf-8").split("\n") if ln.strip()][:400]
     f = _write(tmp_path / "train.txt", lines[:350])
     held = _write(tmp_path / "held.txt", lines[350:])
-    lm = train([f], NgramConfig(order=3, unit="char"), output=tmp_path / "lm")
+    train([f], NgramConfig(order=3, unit="char"), output=tmp_path / "lm")
     r = evaluate_file(tmp_path / "lm", held)
     uni = evaluate_file(train([f], NgramConfig(order=1, unit="char")), held)
     assert r["perplexity"] < uni["perplexity"]

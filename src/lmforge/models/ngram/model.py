@@ -22,7 +22,7 @@ import numpy as np
 
 from ...errors import ConfigError, InputError
 from .arpa import read_arpa, write_arpa
-from .config import EOS, SPACE, NgramConfig, iter_lines, make_tokenizer
+from .config import SPACE, NgramConfig, iter_lines, make_tokenizer
 from .counts import BOS_ID, EOS_ID, UNK_ID, Vocab, count_files, encode_sentences, pack, unpack
 from .estimate import estimate
 
