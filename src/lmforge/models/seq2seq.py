@@ -6,8 +6,8 @@ sees the whole source with a padding mask; the decoder is causal over the target
 to the encoder output. Generation encodes once and decodes with a KV cache (self-attention keys
 written one column per step into a preallocated cache; cross-attention keys computed once).
 ``generate`` samples or decodes greedily with the shared ``sample_next``; with ``num_beams > 1`` (or
-``beam_search`` for scored n-best lists) it runs beam search over sources x beams, the encoder run
-once and its memory repeated per beam.
+``beam_search`` for scored n-best lists) it runs beam search over sources x beams: the encoder and
+the first decoder step run once per source, then memory and caches are expanded per beam.
 """
 
 from __future__ import annotations
