@@ -59,6 +59,7 @@ def test_line_aligned_prefix_and_either_file(tmp_path):
     ex = _tr().read(prefix)
     assert len(ex) == 8 and ex[0] == {"id": "d:1", "source": PAIRS[0][0], "target": PAIRS[0][1], "line": 1}
     assert _tr().read(str(prefix) + ".de") == ex  # naming one of the pair works too
+    assert _tr().cfg.data_files(str(prefix)) == [f"{prefix}.en", f"{prefix}.de"]  # what the cache should hash
     # reversed direction from the same files
     rev = Translation(TranslationConfig(source_lang="de", target_lang="en")).read(prefix)
     assert rev[1]["source"] == PAIRS[1][1] and rev[1]["target"] == PAIRS[1][0]
@@ -110,6 +111,7 @@ def test_lcsts_blocks_and_selectors(tmp_path):
     assert [e["id"] for e in task.read(f"{f}#line>18")] == ["2", "3"]  # docs start on lines 1, 10, 19, 28
     with pytest.raises(InputError, match="keeps no records"):
         task.read(f"{f}#human_label>9")
+    assert TranslationConfig(source_lang="en", target_lang="de").data_files(f"{f}#line>3") == [str(f)]
     assert split_selector("a/b.jsonl") == ("a/b.jsonl", None)
     assert split_selector("a/b.jsonl#line<=900") == ("a/b.jsonl", ("line", "<=", "900"))
 

@@ -61,6 +61,14 @@ class _Seq2SeqConfig(StrictModel):
     eval_decode: Literal["greedy", "beam"] = Field("greedy", description="decoding for the validation metrics "
                                                    "during training (greedy is num_beams times cheaper)")
 
+    def data_files(self, path: str) -> list[str]:
+        """The files a data path reads (a PREFIX is two files; a ``#selector`` is not part of the name),
+        so the recipe cache can hash what the task really reads."""
+        file, _ = split_selector(path)
+        aligned = None if file.lower().endswith(RECORD_SUFFIXES) else line_aligned_files(
+            file, self.source_lang, self.target_lang)
+        return [str(p) for p in aligned] if aligned else [file]
+
 
 
 class TranslationConfig(_Seq2SeqConfig):
