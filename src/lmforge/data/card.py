@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..runs import atomic_write_text
+from ..text.scripts import cjk_count
 from .writers import iter_jsonl
 
 
@@ -24,7 +25,7 @@ def _files(p: Path, sub: str | None = None) -> list[Path]:
 
 
 def _length(text: str) -> int:
-    han = sum(1 for c in text if "\u3400" <= c <= "\u9fff")
+    han = cjk_count(text)
     return han + len(text.split()) if han else len(text.split())  # words, CJK characters
 
 

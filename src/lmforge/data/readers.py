@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import sys
 from typing import Any, Iterator
 
+from ..text.scripts import is_cjk_char
 from .config import ReadConfig
 from .document import Document, ReadError
 from .inputs import EXTENSIONS, InputFile, _decode_line, _range_lines, detect_format, expand_inputs, ranges  # noqa: F401
@@ -275,7 +275,6 @@ def read_warc(f: InputFile, cfg: ReadConfig) -> Iterator[Item]:
             yield ReadError(f.path, n + 1, f"not a WARC file or corrupt record: {e}")
 
 
-_CJK = re.compile(r"^[\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]$")
 
 
 def read_conll(f: InputFile, cfg: ReadConfig) -> Iterator[Item]:
@@ -287,7 +286,7 @@ def read_conll(f: InputFile, cfg: ReadConfig) -> Iterator[Item]:
     lineno = 0
 
     def flush() -> Item:
-        sep = "" if all(_CJK.match(t) for t in tokens) else " "
+        sep = "" if all(is_cjk_char(t) for t in tokens) else " "
         return _doc(f, f"{f.rel}:{start}", sep.join(tokens), start, cfg, tokens=list(tokens), tags=list(tags))
 
     try:

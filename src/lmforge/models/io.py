@@ -92,13 +92,13 @@ def read_config(directory: str | Path):
 def load_model(directory: str | Path, device: str = "cpu") -> nn.Module:
     """Rebuild the model from ``config.json`` and load ``model.safetensors`` (strictly)."""
     d = read_config_dict(directory)
-    weights = Path(directory) / "model.safetensors"
-    if not weights.exists():
-        raise InputError(f"no model.safetensors in {directory}", "point at a model or checkpoint directory")
     try:
         model = model_from_dict(d)
     except (TypeError, KeyError) as e:
         raise InputError(f"{Path(directory) / 'config.json'} is not a valid model config: {e}") from e
+    weights = Path(directory) / "model.safetensors"
+    if not weights.exists():
+        raise InputError(f"no model.safetensors in {directory}", "point at a model or checkpoint directory")
     try:
         safetensors.torch.load_model(model, str(weights), strict=True, device=device)
     except RuntimeError as e:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from .scripts import is_cjk  # noqa: F401  (re-exported)
 from .stopwords import stopwords
 
-_HAN = re.compile(r"[\u3400-\u9fff]")
 _EN_TOKEN = re.compile(
     r"""https?://\S+|[\w.+-]+@[\w-]+\.[\w.-]+"""  # urls, e-mails whole
     r"""|\d+(?:[.,]\d+)*"""  # numbers with separators
@@ -20,11 +20,6 @@ _EN_TOKEN = re.compile(
     re.UNICODE,
 )
 _CLITIC = re.compile(r"(?i)^(.+?)(n't|'s|'re|'ve|'ll|'d|'m)$")
-
-
-def is_cjk(text: str, min_ratio: float = 0.3) -> bool:
-    letters = sum(1 for c in text if c.isalpha())
-    return letters > 0 and len(_HAN.findall(text)) / letters >= min_ratio
 
 
 def tokenize_en(text: str) -> list[str]:

@@ -15,6 +15,7 @@ from tokenizers import Tokenizer
 
 from ..errors import ConfigError, InputError
 from ..runs import atomic_write_json, atomic_write_text
+from ..text.scripts import CJK_CHARS
 from . import chat
 from .chat import CHAT_TEMPLATE_FILE, HF_CONFIG_FILE, ChatRender, ChatTemplate
 from .specials import ROLES, assign_roles, infer_family
@@ -23,8 +24,7 @@ TOKENIZER_FILE = "tokenizer.json"
 META_FILE = "tokenizer_meta.json"
 
 # WordPiece decoding joins every token with a space; CJK text has none between characters.
-_CJK = r"\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
-_CJK_SPACE = re.compile(rf"(?<=[{_CJK}]) (?=[{_CJK}])")
+_CJK_SPACE = re.compile(rf"(?<=[{CJK_CHARS}]) (?=[{CJK_CHARS}])")
 _METASPACE = "\u2581"
 
 

@@ -145,7 +145,6 @@ class MaskedLM:
         self.nsp_weight = mask_prob * (block_size - 3)
         self._cache: tuple[int, dict] | None = None
         self._val_cache: list[dict] | None = None
-        self._eval = np.zeros(5)  # mlm loss sum, masked tokens, correct, nsp loss sum, nsp correct
 
     # -- pairs -----------------------------------------------------------------------------------
     def _span(self, data, rng, length: int) -> np.ndarray:
@@ -205,20 +204,38 @@ class MaskedLM:
     def tokens(self, batch) -> int:
         return int(batch["attention_mask"].sum())
 
-    def loss(self, model: nn.Module, batch) -> tuple[torch.Tensor, int]:
+    def _forward(self, model: nn.Module, batch):
         labels = batch["labels"]
         mlm, nsp = model(batch["input_ids"], labels, batch["token_type_ids"], batch["attention_mask"])
         target = labels[labels != -100]
         mlm_sum = F.cross_entropy(mlm.float(), target, reduction="sum")
-        total = mlm_sum
-        if nsp is not None:
-            nsp_sum = F.cross_entropy(nsp.float(), batch["next_sentence_label"], reduction="sum")
-            total = total + self.nsp_weight * nsp_sum
-        if not torch.is_grad_enabled():  # evaluation (the trainer evaluates under no_grad)
-            self._eval += [float(mlm_sum), len(target), float((mlm.argmax(-1) == target).sum()),
-                           float(nsp_sum) if nsp is not None else 0.0,
-                           float((nsp.argmax(-1) == batch["next_sentence_label"]).sum()) if nsp is not None else 0]
+        nsp_sum = F.cross_entropy(nsp.float(), batch["next_sentence_label"], reduction="sum") if nsp is not None else None
+        return mlm, nsp, target, mlm_sum, nsp_sum
+
+    def loss(self, model: nn.Module, batch) -> tuple[torch.Tensor, int]:
+        _, _, target, mlm_sum, nsp_sum = self._forward(model, batch)
+        total = mlm_sum if nsp_sum is None else mlm_sum + self.nsp_weight * nsp_sum
         return total, len(target)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, limit: int, move, autocast) -> dict[str, float]:
+        """Masked-token loss/accuracy and NSP loss/accuracy over the fixed validation pairs, one pass."""
+        stats = np.zeros(5)  # mlm loss sum, masked tokens, correct, nsp loss sum, nsp correct
+        pairs = 0
+        for batch in self.eval_batches(limit):
+            batch = move(batch)
+            with autocast:
+                mlm, nsp, target, mlm_sum, nsp_sum = self._forward(model, batch)
+            stats += [float(mlm_sum), len(target), float((mlm.argmax(-1) == target).sum()),
+                      float(nsp_sum) if nsp is not None else 0.0,
+                      float((nsp.argmax(-1) == batch["next_sentence_label"]).sum()) if nsp is not None else 0]
+            pairs += int(batch["input_ids"].shape[0])
+        mlm_sum, n, correct, nsp_sum, nsp_correct = stats
+        val_loss = mlm_sum / max(n, 1)
+        out = {"val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50)), "val_accuracy": correct / max(n, 1)}
+        if self.nsp:
+            out.update(val_nsp_loss=nsp_sum / max(pairs, 1), val_nsp_accuracy=nsp_correct / max(pairs, 1))
+        return out
 
     def eval_batches(self, limit: int) -> Iterable[dict[str, torch.Tensor]]:
         """The same pairs and masks at every evaluation (seeded once)."""
@@ -226,18 +243,11 @@ class MaskedLM:
             rng = np.random.default_rng([self.seed, 2**31])
             gen = torch.Generator().manual_seed(self.seed)
             self._val_cache = [self._batch(self.val, rng, self.batch_size, gen) for _ in range(limit)]
-        self._eval[:] = 0
         yield from self._val_cache[:limit]
-        self._n_eval_pairs = self.batch_size * min(limit, len(self._val_cache))
 
     def eval_metrics(self, model, loss_sum: float, count: int) -> dict[str, float]:
-        mlm_sum, n, correct, nsp_sum, nsp_correct = self._eval
-        val_loss = mlm_sum / max(n, 1)
-        out = {"val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50)), "val_accuracy": correct / max(n, 1)}
-        if self.nsp:
-            pairs = max(getattr(self, "_n_eval_pairs", 1), 1)
-            out.update(val_nsp_loss=nsp_sum / pairs, val_nsp_accuracy=nsp_correct / pairs)
-        return out
+        val_loss = loss_sum / max(count, 1)
+        return {"val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50))}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,13 +15,13 @@ from functools import lru_cache
 import numpy as np
 import xxhash
 
+from ...text.scripts import is_cjk
 from ..config import DedupConfig
 
 PRIME = np.uint64(4294967291)  # largest prime < 2^32: a*h < 2^64 never overflows
 MASK32 = np.uint64(0xFFFFFFFF)
 _GOLD = np.uint64(0x9E3779B97F4A7C15)
 _WORD = re.compile(r"\w+", re.UNICODE)
-_HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]")
 _NORM = re.compile(r"[\W_]+", re.UNICODE)
 
 
@@ -31,13 +31,7 @@ def exact_key(text: str) -> int:
 
 
 _ALNUM_RUN = re.compile(r"[^\W_]+", re.UNICODE)
-_LATIN = re.compile(r"[A-Za-z]")
 _POW = np.array([pow(1_000_003, k, 1 << 64) for k in range(64)], dtype=np.uint64)
-
-
-def is_cjk(text: str) -> bool:
-    han = len(_HAN.findall(text[:2000]))
-    return han > 0 and han * 4 >= len(_LATIN.findall(text[:2000]))
 
 
 def unit_hashes(text: str, cjk: bool | None = None) -> np.ndarray:

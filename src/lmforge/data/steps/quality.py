@@ -12,12 +12,13 @@ import re
 
 import numpy as np
 
+from ...text.scripts import CJK_RE as _HAN
+from ...text.scripts import is_cjk
 from ...text.stopwords import GOPHER
 from ..config import QualityConfig
 from ..document import Document
 from .base import Step
 
-_HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]")
 _URL = re.compile(r"(?:https?://|www\.)\S+")
 _BULLET = re.compile(r"^\s*(?:[•\-*·▪►◦‣–]|\d+[.)])\s")
 _ELLIPSIS = ("...", "…")
@@ -37,7 +38,6 @@ _GOPHER_RE = re.compile(r"\b(?:" + "|".join(sorted(GOPHER)) + r")\b", re.IGNOREC
 _WORDLIKE = re.compile(r"\S*[^\W_]\S*")
 _ALPHA_WORD = re.compile(r"\S*[^\W\d_]\S*")
 _SPACE = re.compile(r"\s+")
-_LATIN_LETTER = re.compile(r"[A-Za-z]")
 _C4_POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies",
               "use cookies", "accept cookies", "enable javascript", "javascript")
 _SPAM = ("click here", "buy now", "order now", "act now", "free shipping", "limited time offer", "best price",
@@ -60,11 +60,6 @@ def _count_upto(rx: re.Pattern, text: str, k: int) -> int:
         if n >= k:
             break
     return n
-
-
-def is_cjk_text(text: str) -> bool:
-    han = len(_HAN.findall(text[:2000]))
-    return han > 0 and han >= len(_LATIN_LETTER.findall(text[:2000])) / 4
 
 
 def _dup(items: list[str]) -> tuple[int, int]:
@@ -206,7 +201,7 @@ class Quality(Step):
         c = self.cfg
         text = doc.text
         lang = doc.meta.get("lang")
-        cjk = lang in ("zh", "ja", "ko") if lang not in (None, "und") else is_cjk_text(text)
+        cjk = lang in ("zh", "ja", "ko") if lang not in (None, "und") else is_cjk(text)
         if c.c4:
             reason, text = self._c4(text)
             if reason:
