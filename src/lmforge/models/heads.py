@@ -29,6 +29,11 @@ def body_states(body: nn.Module, input_ids: torch.Tensor, attention_mask: torch.
     return body.hidden_states(input_ids, attention_mask=attention_mask)
 
 
+def width(body: nn.Module) -> int:
+    """Width of the body's hidden states (a bidirectional RNN has two directions side by side)."""
+    return getattr(body, "output_dim", body.config.d_model)
+
+
 class HeadConfig:
     """``config.json`` for a head model: the head's settings plus the body's config."""
 
@@ -76,7 +81,7 @@ class SequenceClassifier(HeadModel):
         self.pooling, self.dropout_p = pooling, dropout
         self.labels = labels or [str(i) for i in range(n_classes)]
         self.drop = nn.Dropout(dropout)
-        self.head = nn.Linear(body.config.d_model, n_classes)
+        self.head = nn.Linear(width(body), n_classes)
         nn.init.normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
 
@@ -113,7 +118,7 @@ class TokenClassifier(HeadModel):
         super().__init__(body)
         self.labels, self.dropout_p = list(labels), dropout
         self.drop = nn.Dropout(dropout)
-        self.head = nn.Linear(body.config.d_model, len(labels))
+        self.head = nn.Linear(width(body), len(labels))
         nn.init.normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
         self.crf = None
@@ -143,7 +148,7 @@ class SpanExtractor(HeadModel):
 
     def __init__(self, body: nn.Module):
         super().__init__(body)
-        self.head = nn.Linear(body.config.d_model, 2)
+        self.head = nn.Linear(width(body), 2)
         nn.init.normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
 

@@ -22,12 +22,25 @@ from .gpt import GPT, GPTConfig
 from .seq2seq import Seq2Seq, Seq2SeqConfig
 
 MODEL_TYPES = {"gpt": (GPTConfig, GPT), "bert": (BertConfig, BERT), "seq2seq": (Seq2SeqConfig, Seq2Seq)}
+# families in modules that register themselves here when imported (models/rnn.py, models/bow.py):
+# ``MODEL_TYPES[name] = (ConfigClass, ModelClass)`` at their module end
+LAZY_TYPES = ("rnn", "bow")
+
+
+def _model_types() -> dict:
+    import importlib
+    import importlib.util
+
+    for name in LAZY_TYPES:
+        if name not in MODEL_TYPES and importlib.util.find_spec(f"{__package__}.{name}") is not None:
+            importlib.import_module(f"{__package__}.{name}")
+    return MODEL_TYPES
 
 
 def config_from_dict(d: dict):
     """The config dataclass named by ``d["model_type"]`` (default "gpt", for older checkpoints)."""
     kind = d.get("model_type", "gpt")
-    if kind not in MODEL_TYPES:
+    if kind not in _model_types():
         raise InputError(f"unknown model_type '{kind}' in config.json",
                          f"expected one of {sorted(MODEL_TYPES)}; for a Hugging Face model use `lmforge import-hf`")
     return MODEL_TYPES[kind][0].from_dict(d)
@@ -35,7 +48,7 @@ def config_from_dict(d: dict):
 
 def build_model(cfg) -> nn.Module:
     """A freshly initialised model for a config dataclass."""
-    for config_cls, model_cls in MODEL_TYPES.values():
+    for config_cls, model_cls in _model_types().values():
         if isinstance(cfg, config_cls):
             return model_cls(cfg)
     raise TypeError(f"not a model config: {type(cfg).__name__}")

@@ -57,7 +57,7 @@ class FinetuneConfig(StrictModel):
     init_from: str | None = Field(None, description="a model directory (lmforge or Hugging Face GPT-2/LLaMA/BERT), "
                                   "or package:NAME, to start from instead of the pretrain stage's model")
     model: ModelConfig | None = Field(None, description="train from zero: a fresh body of this architecture "
-                                      "(family gpt, bert or seq2seq) on the recipe's tokenizer stage")
+                                      "(family gpt, bert, seq2seq, rnn or bow) on the recipe's tokenizer stage")
     compare_random_init: bool = False
     train: FinetuneTrainConfig = Field(default_factory=FinetuneTrainConfig)
 
@@ -66,7 +66,7 @@ class FinetuneConfig(StrictModel):
         if self.model is not None and self.init_from:
             raise ValueError("set finetune.model (train from zero) or finetune.init_from, not both")
         if self.model is not None and self.model.family is None:
-            raise ValueError("finetune.model needs a family: gpt, bert or seq2seq")
+            raise ValueError("finetune.model needs a family: gpt, bert, seq2seq, rnn or bow")
         return self
 
     def input_paths(self) -> list[str]:
@@ -146,11 +146,9 @@ def _report_warnings(task: Task, where: str) -> list[str]:
 
 def fresh_body(model_cfg: ModelConfig, tok):
     """A randomly initialised body of ``model_cfg``'s family for ``tok`` (training from zero)."""
-    from ..train.config import PretrainConfig
-    from ..train.pretrain import build_model
+    from ..train.pretrain import build_family
 
-    objective = {"gpt": "clm", "bert": "mlm", "seq2seq": "seq2seq"}[model_cfg.family]
-    return build_model(PretrainConfig(objective=objective, model=model_cfg), tok.vocab_size, tok)
+    return build_family(model_cfg.family, model_cfg, tok.vocab_size, tok)
 
 
 def run(cfg: FinetuneConfig, pretrain_model_dir: Path | None, out_dir: Path, progress: bool = True,

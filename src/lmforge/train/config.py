@@ -54,7 +54,12 @@ class TrainConfig(StrictModel):
         return self
 
 
+# the default family of each objective, and every family an objective can train (an objective is
+# independent of the architecture: a causal LM can be a GPT or a recurrent network)
 FAMILY_FOR_OBJECTIVE = {"clm": "gpt", "mlm": "bert", "seq2seq": "seq2seq"}
+FAMILIES_FOR_OBJECTIVE = {"clm": ("gpt", "rnn"), "mlm": ("bert",), "seq2seq": ("seq2seq",)}
+# families that only fine-tune from zero (no pretraining objective of their own)
+TASK_ONLY_FAMILIES = ("bow",)
 # keys each family understands (beyond ``family``); anything else set explicitly is an error
 FAMILY_KEYS = {
     "gpt": {"block_size", "n_layer", "n_head", "n_kv_head", "d_model", "mlp_hidden", "positions", "norm", "mlp",
@@ -63,6 +68,11 @@ FAMILY_KEYS = {
              "type_vocab_size"},
     "seq2seq": {"block_size", "n_encoder_layer", "n_decoder_layer", "n_head", "d_model", "mlp_hidden", "positions",
                 "norm", "mlp", "tie_embeddings", "bias", "dropout"},
+    # models/rnn.py: RNN/GRU/LSTM (textbook gates or the fused torch.nn path), optionally bidirectional
+    "rnn": {"block_size", "n_layer", "d_model", "d_embed", "cell", "bidirectional", "impl", "tie_embeddings",
+            "dropout", "vectors", "freeze_embeddings"},
+    # models/bow.py: word embeddings (e.g. GloVe, frozen or tuned) -> dropout -> dense layers, per token
+    "bow": {"block_size", "n_layer", "d_model", "mlp_hidden", "dropout", "vectors", "freeze_embeddings"},
 }
 
 
@@ -75,7 +85,7 @@ class ModelConfig(StrictModel):
     to the objective's (clm -> gpt, mlm -> bert, seq2seq -> seq2seq).
     """
 
-    family: Literal["gpt", "bert", "seq2seq"] | None = None
+    family: Literal["gpt", "bert", "seq2seq", "rnn", "bow"] | None = None
     block_size: int = Field(256, ge=8)
     n_layer: int = Field(6, ge=1)
     n_head: int = Field(6, ge=1)
@@ -91,6 +101,14 @@ class ModelConfig(StrictModel):
     type_vocab_size: int = Field(2, ge=1, description="bert: segment (token type) embeddings")
     n_encoder_layer: int = Field(3, ge=1, description="seq2seq: encoder layers")
     n_decoder_layer: int = Field(3, ge=1, description="seq2seq: decoder layers")
+    cell: Literal["rnn", "gru", "lstm"] = Field("lstm", description="rnn: recurrent cell")
+    bidirectional: bool = Field(False, description="rnn: read both ways (encoders, taggers; not for LMs)")
+    impl: Literal["fused", "textbook"] = Field("fused", description="rnn: torch.nn's fused kernels, or the gates "
+                                               "written out as the textbook does (same outputs, slower)")
+    d_embed: int | None = Field(None, ge=1, description="rnn: embedding width (None = d_model)")
+    vectors: str | None = Field(None, description="rnn/bow: pretrained word vectors (word2vec/GloVe file or an "
+                                "`lmforge vectors` output) to initialise the embedding for the tokenizer's vocab")
+    freeze_embeddings: bool = Field(False, description="rnn/bow: keep the loaded vectors fixed")
 
     def family_dict(self, family: str) -> dict:
         """The keys of ``family``'s model config (for ``XConfig.from_dict``)."""
@@ -151,10 +169,10 @@ class PretrainConfig(StrictModel):
 
     @model_validator(mode="after")
     def _family(self):
-        want = FAMILY_FOR_OBJECTIVE[self.objective]
-        family = self.model.family or want
-        if family != want:
-            raise ValueError(f"objective '{self.objective}' trains a {want} model, not model.family={family}")
+        family = self.model.family or FAMILY_FOR_OBJECTIVE[self.objective]
+        if family not in FAMILIES_FOR_OBJECTIVE[self.objective]:
+            raise ValueError(f"objective '{self.objective}' trains {' or '.join(FAMILIES_FOR_OBJECTIVE[self.objective])} "
+                             f"models, not model.family={family}")
         extra = sorted(self.model.model_fields_set - FAMILY_KEYS[family] - {"family"})
         if extra:
             raise ValueError(f"model keys {extra} do not apply to the {family} family "

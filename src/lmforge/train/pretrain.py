@@ -24,8 +24,16 @@ from .objectives import BertPretrainModel, CausalLM, MaskedLM, Seq2SeqLM
 
 def build_model(cfg: PretrainConfig, vocab_size: int, tok=None) -> nn.Module:
     """The plain model for ``cfg.model`` (the trainer may wrap it; ``unwrap`` gets it back)."""
-    family = cfg.family
-    fields = {**cfg.model.family_dict(family), "vocab_size": vocab_size}
+    return build_family(cfg.family, cfg.model, vocab_size, tok)
+
+
+def build_family(family: str, model_cfg, vocab_size: int, tok=None) -> nn.Module:
+    """A fresh model of ``family`` from a recipe's ``model`` section (train.config.ModelConfig)."""
+    fields = {**model_cfg.family_dict(family), "vocab_size": vocab_size}
+    if family in ("rnn", "bow"):  # their modules know how to use the tokenizer (e.g. to load word vectors)
+        import importlib
+
+        return importlib.import_module(f"..models.{family}", __package__).build_from_recipe(fields, tok)
     if family == "gpt":
         from ..models.gpt import GPT, GPTConfig
 
