@@ -280,8 +280,8 @@ class NER(Task):
 
     # -- model --------------------------------------------------------------------------------
     def build_model(self, body, tok) -> TokenClassifier:
-        ctx = body.config.block_size
-        if self.cfg.max_len > ctx:
+        ctx = getattr(body.config, "block_size", None)  # recurrent bodies have no fixed context
+        if ctx is not None and self.cfg.max_len > ctx:
             raise ConfigError(f"finetune.task.max_len={self.cfg.max_len} is longer than the body's context "
                               f"({ctx} positions)", f"set finetune.task.max_len to at most {ctx}")
         return TokenClassifier(body, self.labels, self.cfg.dropout, self.cfg.crf)
