@@ -267,6 +267,9 @@ def _mount_subapps() -> None:
 
     app.command("export")(export)
     app.command("import-hf")(import_)
+    from .tasks.chat_cli import chat
+
+    app.command("chat")(chat)
     from .tokenizer.cli import app as tokenizer_app
 
     app.add_typer(data_app, name="data", help="Data pipeline: process, split, stats, crawl, leakage.\n\n"
