@@ -112,6 +112,8 @@ def test_holdout_splits_one_file_by_article(tmp_path):
     assert [e["id"] for e in test] == ["q1", "q4"]
     assert "held-out articles" in again.check(test, path)[0]
     assert len(again.read(other)) == 3  # another file: every article
+    assert len(QA(QAConfig(holdout={"every": 3, "offset": 1}, holdout_part="all"), again.state).read(path)) == 7
+    assert len(QA(QAConfig(holdout={"every": 3, "offset": 1}, holdout_part="heldout")).read(other)) == 1
     with pytest.raises(Exception, match="below"):
         QAConfig(holdout={"every": 3, "offset": 3})
 

@@ -68,6 +68,9 @@ class QAConfig(StrictModel):
                                               "gold answers are CJK (character-level F1)")
     holdout: HoldOut | None = Field(None, description="hold out every n-th article of the training file "
                                     "for testing, e.g. {every: 5, offset: 0}")
+    holdout_part: Literal["auto", "rest", "heldout", "all"] = Field(
+        "auto", description="which articles `holdout` reads (auto: the rest before fitting, the held-out ones "
+        "of the training file afterwards, all of any other file)")
 
     @model_validator(mode="after")
     def _room_for_context(self):
@@ -267,19 +270,23 @@ class QA(Task):
 
     def _article_filter(self, p: Path, n: int):
         """Which articles of ``p`` to read: training articles before fitting, the held-out ones of the
-        training file afterwards, every article of any other file."""
-        h = self.cfg.holdout
-        if h is None:
+        training file afterwards, every article of any other file (``holdout_part`` forces one)."""
+        h, part = self.cfg.holdout, self.cfg.holdout_part
+        if h is None or part == "all":
             return lambda i: True
-        held = lambda i: i % h.every == h.offset  # noqa: E731
-        if "holdout_files" not in self.state:  # reading for training/validation
-            return lambda i: not held(i)
-        if _sha256(p) in self.state["holdout_files"]:
-            k = sum(1 for i in range(n) if held(i))
+        if part == "auto":
+            if "holdout_files" not in self.state:  # reading for training/validation
+                part = "rest"
+            elif _sha256(p) in self.state["holdout_files"]:
+                part = "heldout"
+            else:
+                return lambda i: True
+        if part == "heldout":
+            k = sum(1 for i in range(n) if i % h.every == h.offset)
             self._notes[str(p)] = (f"{p}: reading only the {k} held-out articles of {n} (holdout every {h.every}, "
                                    f"offset {h.offset}): the model was trained on the others")
-            return held
-        return lambda i: True
+            return lambda i: i % h.every == h.offset
+        return lambda i: i % h.every != h.offset
 
     def fit(self, examples: list[dict]) -> None:
         if self.cfg.holdout is not None:
