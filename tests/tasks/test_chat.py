@@ -336,8 +336,9 @@ def test_finetune_then_evaluate_cli_and_predict(tok, tmp_path):
         total += float(nll[keep].sum())
         count += int(keep.sum())
     assert abs(total / count - m["loss"]) < 1e-4
-    reply = predict_texts(model_dir, ["Hello there!"])[0]["reply"]
-    assert isinstance(reply, str) and "<|im_end|>" not in reply
+    pred = predict_texts(model_dir, ["Hello there!"])[0]
+    assert isinstance(pred["reply"], str) and "<|im_end|>" not in pred["reply"]
+    assert "nll" not in pred  # a raw input has no reference reply to score
 
 
 def test_finetune_rejects_max_len_over_the_context(tok, tmp_path):

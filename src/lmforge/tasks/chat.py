@@ -650,7 +650,8 @@ class Chat(Task):
         counts = torch.zeros(len(features), dtype=torch.long, device=nll.device)
         sums.index_add_(0, owner[scored], nll[scored].double())
         counts.index_add_(0, owner[scored], torch.ones_like(owner[scored]))
-        out = [{"nll": round(float(s), 6), "tokens": int(c)} for s, c in zip(sums.tolist(), counts.tolist())]
+        # nll/tokens: the reference reply's summed loss (raw inputs without a reply have none)
+        out = [{"nll": round(float(s), 6), "tokens": int(c)} if c else {} for s, c in zip(sums.tolist(), counts.tolist())]
         if self.cfg.generate and (not self._in_training or self.cfg.eval_generate):
             cfg = self.sampling(tok)
             pad = tok.pad_id if tok.pad_id is not None else 0
@@ -661,8 +662,8 @@ class Chat(Task):
 
     # -- scoring ------------------------------------------------------------------------------
     def metrics(self, predictions: list[dict], examples: list[dict]) -> dict:
-        nll = sum(p["nll"] for p in predictions)
-        n = sum(p["tokens"] for p in predictions)
+        nll = sum(p.get("nll", 0.0) for p in predictions)
+        n = sum(p.get("tokens", 0) for p in predictions)
         loss = nll / n if n else float("nan")
         out = {"loss": loss, "perplexity": math.exp(min(loss, 50)) if n else float("nan"),
                "target_tokens": n, "examples": len(examples)}
@@ -678,8 +679,8 @@ class Chat(Task):
 
     def subset_scores(self, predictions, examples, index_sets):
         """Loss is corpus-level (summed nll over summed tokens): resample the per-example sums."""
-        nll = np.array([p["nll"] for p in predictions], dtype=float)
-        n = np.array([p["tokens"] for p in predictions], dtype=float)
+        nll = np.array([p.get("nll", 0.0) for p in predictions], dtype=float)
+        n = np.array([p.get("tokens", 0) for p in predictions], dtype=float)
         out = {"loss": [], "perplexity": []}
         for idx in index_sets:
             tot = n[idx].sum()
@@ -698,7 +699,7 @@ class Chat(Task):
             return None
         users = [m["content"] for m in example.get("messages", []) if m["role"] == "user"]
         return {"id": example["id"], "user": users[-1] if users else "", "reference": self.reference(example),
-                "reply": prediction["reply"], "nll": prediction["nll"], "tokens": prediction["tokens"]}
+                "reply": prediction["reply"], "nll": prediction.get("nll"), "tokens": prediction.get("tokens", 0)}
 
 
 CONFIG = ChatConfig
