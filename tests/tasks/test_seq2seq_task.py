@@ -213,6 +213,24 @@ def test_translation_metrics_match_sacrebleu_and_fast_bootstrap():
     assert fast["bleu"][0] == pytest.approx(m["bleu"])
 
 
+def test_fast_bleu_bootstrap_equals_sacrebleu_on_the_multi30k_test_set(shared_datasets):
+    import sacrebleu
+
+    prefix = shared_datasets / "translation" / "multi30k" / "test_2016_flickr"
+    if not prefix.with_suffix(".de").exists():
+        pytest.skip("multi30k missing")
+    ex = _tr().read(prefix)
+    refs = [e["target"] for e in ex]
+    hyps = [" ".join(r.split()[::2]) if i % 3 else r.lower() for i, r in enumerate(refs)]  # varied quality
+    preds = [{"prediction": h} for h in hyps]
+    idx = [np.arange(len(ex)), np.random.default_rng(1).integers(0, len(ex), len(ex))]
+    fast = _tr().subset_scores(preds, ex, idx)
+    for k, sel in enumerate(idx):
+        h, r = [hyps[i] for i in sel], [refs[i] for i in sel]
+        assert fast["bleu"][k] == pytest.approx(sacrebleu.corpus_bleu(h, [r]).score, abs=1e-9)
+        assert fast["chrf"][k] == pytest.approx(sacrebleu.corpus_chrf(h, [r]).score, abs=1e-9)
+
+
 def test_chinese_targets_use_the_zh_tokenizer():
     import sacrebleu
 
