@@ -296,6 +296,12 @@ def test_end_to_end_windows_train_and_evaluate_cli(tmp_path):
     for p, r in zip(preds, test_rows):
         if p["start"] >= 0:
             assert r["context"][p["start"]: p["start"] + len(p["answer"])] == p["answer"]
+    # raw input (lmforge predict / a server): question + context, no answers needed
+    from lmforge.tasks.predict import predict_texts
+
+    raw = test_rows[0]
+    (p,) = predict_texts(model_dir, [{"question": raw["question"], "context": raw["context"]}])
+    assert p["answer"] == preds[0]["answer"] and p["start"] == preds[0]["start"]
     with pytest.raises(ConfigError, match="max_len"):
         from lmforge.tasks.stage import load_body
 
