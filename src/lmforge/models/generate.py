@@ -101,7 +101,8 @@ def stream_batch(model, prompts: list[list[int]], cfg: SamplingConfig, pad_id: i
     stops at EOS (not yielded), a stop string (``decode`` of its tokens contains one; the token that
     completed it is yielded), ``max_new_tokens`` or, with the cache, when its own context is full.
     Finished rows leave the batch, and columns that became padding in every remaining row are
-    dropped, so each row decodes exactly as it would alone.
+    dropped, so each row decodes exactly as it would alone. A recurrent model (``model.recurrent``,
+    models/rnn.py) carries its state as the cache: it reads whole prompts and has no context limit.
     """
     for i, p in enumerate(prompts):
         if len(p) == 0:
@@ -111,7 +112,10 @@ def stream_batch(model, prompts: list[list[int]], cfg: SamplingConfig, pad_id: i
     device = next(model.parameters()).device
     gen = _generator(cfg.seed)
     block = model.config.block_size
-    prompts = [list(p[-block:]) for p in prompts]
+    # a recurrent model's state is its cache: with it, no context limit (the whole prompt is read)
+    bounded = not (use_cache and getattr(model, "recurrent", False))
+    if bounded:
+        prompts = [list(p[-block:]) for p in prompts]
     L = max(len(p) for p in prompts)
     rows = list(range(len(prompts)))  # original index of each live batch row
     lens = [len(p) for p in prompts]
@@ -119,7 +123,7 @@ def stream_batch(model, prompts: list[list[int]], cfg: SamplingConfig, pad_id: i
     ids = torch.tensor([[pad_id] * (L - len(p)) + p for p in prompts], dtype=torch.long, device=device)
     keep = torch.arange(L, device=device)[None, :] >= torch.tensor(pads, device=device)[:, None]
     new: list[list[int]] = [[] for _ in prompts]
-    cache = model.new_cache(max_len=min(block, L + cfg.max_new_tokens)) if use_cache else None
+    cache = model.new_cache(max_len=min(block, L + cfg.max_new_tokens) if bounded else None) if use_cache else None
     step_input = ids
     try:
         for step in range(cfg.max_new_tokens):
@@ -138,7 +142,7 @@ def stream_batch(model, prompts: list[list[int]], cfg: SamplingConfig, pad_id: i
                     continue
                 new[r].append(token)
                 yield r, token
-                if cache is not None and lens[r] + len(new[r]) > block:
+                if cache is not None and bounded and lens[r] + len(new[r]) > block:
                     done.append(b)  # context full: stop rather than silently forget the prompt
                 elif cfg.stop and decode is not None and any(s in decode(new[r]) for s in cfg.stop):
                     done.append(b)

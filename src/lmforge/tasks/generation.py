@@ -1,4 +1,4 @@
-"""Text generation from a trained decoder: the ``generate`` stage and ``lmforge generate``."""
+"""Text generation from a trained decoder (GPT or a recurrent LM): the ``generate`` stage and ``lmforge generate``."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 from typing import Iterator
 
+import torch.nn as nn
 from pydantic import Field
 
 from ..config import StrictModel
 from ..errors import InputError
 from ..models.generate import SamplingConfig, stream, truncate_at_stop
-from ..models.gpt import GPT
 from ..runs import StageResult, atomic_write_text
 
 
@@ -31,7 +31,7 @@ class GenerateConfig(StrictModel):
                               seed=self.seed)
 
 
-def load_decoder(model_dir: Path) -> tuple[GPT, object]:
+def load_decoder(model_dir: Path) -> tuple[nn.Module, object]:
     from ..models.io import load_model, read_config
     from ..tokenizer import Tok
 
@@ -39,13 +39,16 @@ def load_decoder(model_dir: Path) -> tuple[GPT, object]:
     if not (model_dir / "config.json").exists():
         raise InputError(f"no config.json in {model_dir}", "point --model at a pretrain output, e.g. runs/quickstart/pretrain/model")
     cfg = read_config(model_dir)
-    if cfg.model_type != "gpt":
+    if cfg.model_type not in ("gpt", "rnn"):
         raise InputError(f"{model_dir} holds a '{cfg.model_type}' model, not a decoder",
-                         "generation needs a GPT-style model (a pretrain output)")
+                         "generation needs a GPT or a (one-directional) RNN language model (a pretrain output)")
+    if cfg.model_type == "rnn" and cfg.bidirectional:
+        raise InputError(f"{model_dir} holds a bidirectional RNN, which reads the future and cannot generate",
+                         "generate from an RNN pretrained with model.bidirectional: false")
     return load_model(model_dir).eval(), Tok.load(model_dir)
 
 
-def generate_text(model: GPT, tok, prompt: str, cfg: SamplingConfig) -> Iterator[str]:
+def generate_text(model: nn.Module, tok, prompt: str, cfg: SamplingConfig) -> Iterator[str]:
     """Yield text pieces as they are generated (decoded incrementally so multi-byte characters stay whole)."""
     ids = tok.encode(prompt)
     if cfg.eos_token_id is None:
