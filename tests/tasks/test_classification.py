@@ -172,3 +172,19 @@ def test_multilabel_end_to_end_and_evaluate_cli(tmp_path):
     assert len(preds) == len(rows) and set(preds[0]) >= {"id", "reference", "labels", "scores"}
     # unknown settings are a clear error, not a traceback
     assert main(["evaluate", "--model", str(model_dir), "--data", str(data), "nosuch=1"]) == 2
+
+
+def test_raw_inputs_encode_without_a_label():
+    task = _task()
+    task.fit([{"label": "a"}, {"label": "b"}])
+
+    class T:
+        pad_id, family = 0, "gpt"
+
+        def encode(self, text, add_special_tokens=False):
+            return [1, 2, 3]
+
+    assert task.encode(task.example("just text"), T())["label"] == -100
+    ml = _task(multi_label=True)
+    ml.fit([{"label": ["a"]}])
+    assert ml.encode(ml.example("just text"), T())["label"] == [0.0]

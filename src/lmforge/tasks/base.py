@@ -236,6 +236,11 @@ class TaskObjective:
         if not train:
             raise InputError("no training examples left after encoding", "check the training file")
         self.task, self.tok = task, tok
+        # validation in a fixed shuffled order, so the first ``eval_batches`` are a fair sample even
+        # when the file is sorted (e.g. by label)
+        order = np.random.default_rng(seed).permutation(len(val)) if val_examples else np.arange(len(val))
+        val = [val[i] for i in order]
+        val_examples = [val_examples[i] for i in order] if val_examples else val_examples
         self.train, self.val, self.val_examples = train, val, val_examples
         self.batch_size, self.seed, self.group_by_length = batch_size, seed, group_by_length
         self._epoch_cache: tuple[int, list[list[int]]] | None = None

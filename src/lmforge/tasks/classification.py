@@ -134,11 +134,11 @@ class Classification(Task):
         index = {y: i for i, y in enumerate(self.labels)}
         if self.cfg.multi_label:
             target = [0.0] * len(self.labels)
-            for y in example["label"]:
+            for y in example.get("label") or []:  # raw inputs (predict, serve) have no label
                 if y in index:
                     target[index[y]] = 1.0
         else:
-            target = index.get(example["label"], -100)
+            target = index.get(example.get("label"), -100)
         return {"input_ids": ids or [tok.pad_id or 0], "label": target}
 
     def collate(self, features: list[dict], tok) -> dict[str, torch.Tensor]:
