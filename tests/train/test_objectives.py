@@ -105,7 +105,7 @@ def test_pretrain_config_families():
     assert cfg.family == "bert"
     with pytest.raises(ValueError, match="do not apply to the bert family"):
         PretrainConfig.model_validate({"objective": "mlm", "model": {"positions": "rope"}})
-    with pytest.raises(ValueError, match="trains a gpt model"):
+    with pytest.raises(ValueError, match="trains gpt or rnn models, not model.family=bert"):
         PretrainConfig.model_validate({"objective": "clm", "model": {"family": "bert"}})
     s2s = PretrainConfig.model_validate({"objective": "seq2seq", "model": {"n_encoder_layer": 2, "norm": "rmsnorm"}})
     assert s2s.model.family_dict("seq2seq")["n_encoder_layer"] == 2
