@@ -116,7 +116,7 @@ def test_finetune_from_zero_with_vectors_learns_keywords(tmp_path, tok):
         "task": {"kind": "classification", "max_len": 16, "pooling": "mean", "dropout": 0.0},
         "model": {"family": "bow", "n_layer": 1, "mlp_hidden": 32, "dropout": 0.0, "vectors": str(path)},
         "data": {"train": str(data), "val": str(data)},
-        "train": {"max_steps": 40, "batch_size": 16, "lr": 1e-2, "warmup_steps": 2, "eval_every": 20,
+        "train": {"max_steps": 60, "batch_size": 16, "lr": 1e-2, "warmup_steps": 2, "eval_every": 30,
                   "metric_for_best": "val_accuracy"}})
     result = run(cfg, None, tmp_path / "ft", progress=False, tokenizer_dir=tok_dir)
     assert result.metrics["labels"] == ["neg", "pos"]
