@@ -19,9 +19,10 @@ def run(cfg: TokenizerConfig, train_files: list[Path], val_files: list[Path], ou
     """Write ``tokenizer.json``, ``train.bin``, ``val.bin`` and ``stats.json`` into ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if not train_files:
+    if not train_files and not cfg.files:
         raise InputError("the tokenizer stage got no training files", "run the data stage first or set tokenizer.files")
-    train_files = expand_inputs(train_files)
+    # only tokenizer.files (e.g. a task trained from zero): the same files are also what is encoded
+    train_files = expand_inputs(train_files or cfg.files)
     val_files = expand_inputs(val_files) if val_files else []
     fit_files = expand_inputs(cfg.files) if cfg.files else train_files
 
