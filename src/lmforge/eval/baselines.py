@@ -216,12 +216,14 @@ def hashed_ngrams(text: str, lang: str, buckets: int, word_ngrams: int = 2) -> l
 def fasttext_style(train_texts: Sequence[str], train_labels: Sequence, test_texts: Sequence[str],
                    test_labels: Sequence, lang: str | None = None, multi_label: bool = False,
                    labels: list[str] | None = None, dim: int = 50, buckets: int = 1 << 18, word_ngrams: int = 2,
-                   epochs: int = 5, lr: float = 0.25, batch_size: int = 16, seed: int = 0) -> dict:
+                   epochs: int | None = None, lr: float = 0.25, batch_size: int = 16, seed: int = 0) -> dict:
     """fastText's supervised model (Joulin et al. 2017): the mean of hashed word and bigram
     embeddings -> one linear layer -> softmax (multi-label: one sigmoid per label), trained with
     SGD whose learning rate decays linearly to zero over ``epochs``; sparse gradients keep an update
     to the touched rows only. The loss is summed over a mini-batch, so ``lr`` is per example as in
-    fastText (whose own default of 0.1 assumes one example per update)."""
+    fastText (whose own default of 0.1 assumes one example per update). ``epochs`` defaults to 5
+    (fastText's) for 10,000+ examples and more for fewer, up to 25 (what fastText's tutorial
+    advises for small sets): at 5 epochs a few hundred examples are not even fitted."""
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
@@ -253,6 +255,7 @@ def fasttext_style(train_texts: Sequence[str], train_labels: Sequence, test_text
         return flat, offsets
 
     n = len(train_ids)
+    epochs = epochs or max(5, min(25, math.ceil(50_000 / max(n, 1))))
     steps = epochs * math.ceil(n / batch_size)
     step = 0
     target = torch.tensor(y_fit, dtype=torch.float32 if multi_label else torch.long)
