@@ -259,8 +259,9 @@ class RNNModel(nn.Module):
 
     def _init_weights(self) -> None:
         """torch.nn's recurrent init (U(-1/sqrt(H), 1/sqrt(H))) with the LSTM forget-gate bias at 1
-        (Jozefowicz et al. 2015: remember by default); embeddings and head U(-0.1, 0.1), as PyTorch's
-        word_language_model example."""
+        (Jozefowicz et al. 2015: remember by default); embeddings N(0, 1) (torch's default: with
+        U(-0.1, 0.1) inputs the gates barely move and a char LSTM stalls for its first hundred steps),
+        an untied head U(-0.1, 0.1)."""
         H = self.config.d_model
         bound = 1.0 / math.sqrt(H)
         for name, p in self.rnn.named_parameters():
@@ -269,7 +270,7 @@ class RNNModel(nn.Module):
                 with torch.no_grad():
                     p[H : 2 * H] = 1.0  # i, [f], g, o
                     # (bias_hh's forget block keeps its small random value: the sum is ~1)
-        nn.init.uniform_(self.wte.weight, -0.1, 0.1)
+        nn.init.normal_(self.wte.weight, std=1.0)
         if self.lm_head is not None:
             nn.init.uniform_(self.lm_head.weight, -0.1, 0.1)
             nn.init.zeros_(self.lm_head.bias)
