@@ -71,6 +71,8 @@ class FinetuneConfig(StrictModel):
 
     def input_paths(self) -> list[str]:
         paths = [p for p in (self.data.train, self.data.val, self.data.test) if p]
+        if hasattr(self.task, "data_files"):  # a task's path may name several files (PREFIX.lang) or a selector
+            paths = [f for p in paths for f in self.task.data_files(p)]
         paths += getattr(self.task, "input_paths", lambda: [])()
         if self.init_from:
             paths.append(str(resolve_model_dir(self.init_from)))
