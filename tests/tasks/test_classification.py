@@ -133,7 +133,7 @@ def _tiny_body(tmp_path):
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("good great fine happy sad bad awful angry\n" * 20)
-    tok = train_tokenizer([str(corpus)], TokenizerConfig(kind="byte_bpe", vocab_size=300, family="gpt"))
+    tok = train_tokenizer(corpus.read_text().splitlines(), TokenizerConfig(kind="byte_bpe", vocab_size=300, family="gpt"))
     body_dir = tmp_path / "body"
     tok.save(tmp_path / "tokfiles")
     torch.manual_seed(0)

@@ -76,6 +76,8 @@ class FinetuneConfig(StrictModel):
         paths += getattr(self.task, "input_paths", lambda: [])()
         if self.init_from:
             paths.append(str(resolve_model_dir(self.init_from)))
+        if self.model is not None and self.model.vectors:  # word vectors that initialise a from-zero body
+            paths.append(self.model.vectors)
         return paths
 
 

@@ -116,7 +116,7 @@ class ModelConfig(StrictModel):
 
     @model_validator(mode="after")
     def _heads(self):
-        if self.d_model % self.n_head:
+        if self.family not in ("rnn", "bow") and self.d_model % self.n_head:
             raise ValueError(f"d_model={self.d_model} must be divisible by n_head={self.n_head}")
         if self.n_kv_head and self.n_head % self.n_kv_head:
             raise ValueError(f"n_head={self.n_head} must be divisible by n_kv_head={self.n_kv_head}")
