@@ -188,3 +188,46 @@ def test_raw_inputs_encode_without_a_label():
     ml = _task(multi_label=True)
     ml.fit([{"label": ["a"]}])
     assert ml.encode(ml.example("just text"), T())["label"] == [0.0]
+
+
+def test_evaluate_stage_scores_linear_baselines_beside_the_model(tmp_path):
+    """The evaluate stage fits TF-IDF+LR and fastText-style on the model's training split, scores them
+    on the same test examples and compares each with the model (paired bootstrap); the report shows it."""
+    import random
+
+    from lmforge.eval.evaluate import EvaluateConfig
+    from lmforge.eval.evaluate import run as evaluate_run
+    from lmforge.eval.report import build_report
+    from lmforge.tasks.stage import FinetuneConfig, run
+
+    rng = random.Random(0)
+    pos, neg = ["good", "great", "fine", "happy"], ["bad", "awful", "sad", "angry"]
+    filler = ["the", "a", "movie", "plot", "was", "and", "it"]
+
+    def row(words, label):
+        return json.dumps({"text": " ".join(rng.sample(filler, 3) + [rng.choice(words)]), "label": label}) + "\n"
+
+    train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
+    train.write_text("".join(row(pos, "pos") + row(neg, "neg") for _ in range(40)))
+    test.write_text("".join(row(pos, "pos") + row(neg, "neg") for _ in range(15)))
+    cfg = FinetuneConfig.model_validate({
+        "task": {"kind": "classification", "max_len": 16},
+        "data": {"train": str(train), "test": str(test), "val_fraction": 0.1},
+        "train": {"max_steps": 5, "batch_size": 8, "lr": 1e-3, "warmup_steps": 1, "eval_every": 5}})
+    run(cfg, _tiny_body(tmp_path), tmp_path / "ft", progress=False)
+    result = evaluate_run(EvaluateConfig(bootstrap=100), cfg, tmp_path / "ft", tmp_path / "evaluate", progress=False)
+    base = json.loads((tmp_path / "evaluate" / "baselines.json").read_text())
+    assert set(base) == {"tfidf+lr", "fasttext"}
+    tfidf = base["tfidf+lr"]
+    assert tfidf["n"] == 30 and tfidf["n_train"] == 72  # the finetune stage's split: 80 - 10% validation
+    assert tfidf["accuracy"] == 1.0  # one sentiment word decides each label: a linear model gets them all
+    lo, hi = tfidf["ci"]["accuracy"]
+    assert lo <= tfidf["accuracy"] <= hi
+    vs = tfidf["vs"]["pretrained"]["accuracy"]
+    assert vs["b"] == 1.0 and vs["delta"] == pytest.approx(vs["a"] - 1.0, abs=1e-6) and 0 <= vs["p_value"] <= 1
+    assert result.metrics["baselines"]["tfidf+lr"]["accuracy"] == 1.0
+    # a 5-step model does not beat the baseline, and the report says so
+    (tmp_path / "manifest.json").write_text(json.dumps({"name": "t", "stages": {}}))
+    (tmp_path / "ft").rename(tmp_path / "finetune")
+    page = build_report(tmp_path).read_text()
+    assert "Baselines (same training split" in page and "does not clearly beat tfidf+lr" in page

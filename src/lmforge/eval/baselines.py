@@ -143,7 +143,7 @@ def _choose_c(X, y, n_classes: int, multi_label: bool, seed: int) -> tuple[float
 
 def tfidf_lr(train_texts: Sequence[str], train_labels: Sequence, test_texts: Sequence[str], test_labels: Sequence,
              lang: str | None = None, multi_label: bool = False, labels: list[str] | None = None,
-             seed: int = 0) -> dict:
+             seed: int = 0, return_probs: bool = False) -> dict:
     """TF-IDF n-grams + logistic regression, C chosen by 3-fold CV on the training split.
 
     ``labels``: the label order (default: the classification task's order of the training labels);
@@ -170,6 +170,8 @@ def tfidf_lr(train_texts: Sequence[str], train_labels: Sequence, test_texts: Seq
            "features": "char 1-3-grams" if lang == "zh" else "word 1-2-grams + char_wb 2-5-grams",
            "lang": lang, "n_train": int(X_train.shape[0]), "n_test": len(test_texts),
            "seconds": round(time.perf_counter() - start, 3)}
+    if return_probs:  # (n_test, labels) in ``labels`` order: for paired comparisons with a model
+        out["probs"] = probs
     return out
 
 
@@ -216,7 +218,8 @@ def hashed_ngrams(text: str, lang: str, buckets: int, word_ngrams: int = 2) -> l
 def fasttext_style(train_texts: Sequence[str], train_labels: Sequence, test_texts: Sequence[str],
                    test_labels: Sequence, lang: str | None = None, multi_label: bool = False,
                    labels: list[str] | None = None, dim: int = 50, buckets: int = 1 << 18, word_ngrams: int = 2,
-                   epochs: int | None = None, lr: float = 0.25, batch_size: int = 16, seed: int = 0) -> dict:
+                   epochs: int | None = None, lr: float = 0.25, batch_size: int = 16, seed: int = 0,
+                   return_probs: bool = False) -> dict:
     """fastText's supervised model (Joulin et al. 2017): the mean of hashed word and bigram
     embeddings -> one linear layer -> softmax (multi-label: one sigmoid per label), trained with
     SGD whose learning rate decays linearly to zero over ``epochs``; sparse gradients keep an update
@@ -281,18 +284,23 @@ def fasttext_style(train_texts: Sequence[str], train_labels: Sequence, test_text
             logits = out(emb(*bag(test_ids[b:b + 512])))
             probs.append(logits.sigmoid() if multi_label else logits.softmax(-1))
         probs = torch.cat(probs).numpy().astype(float)
-    return {"model": "fasttext", **_scores(y_test, probs, names, multi_label), "dim": dim, "buckets": buckets,
-            "word_ngrams": word_ngrams, "epochs": epochs, "lang": lang, "n_train": n, "n_test": len(test_texts),
-            "seconds": round(time.perf_counter() - start, 3)}
+    out = {"model": "fasttext", **_scores(y_test, probs, names, multi_label), "dim": dim, "buckets": buckets,
+           "word_ngrams": word_ngrams, "epochs": epochs, "lang": lang, "n_train": n, "n_test": len(test_texts),
+           "seconds": round(time.perf_counter() - start, 3)}
+    if return_probs:
+        out["probs"] = probs
+    return out
 
 
 # ----------------------------------------------------------------------------- for the evaluate stage
 
 
 def classification_baselines(task, train_examples: list[dict], test_examples: list[dict],
-                             which: Sequence[str] = ("tfidf+lr", "fasttext")) -> dict[str, dict]:
+                             which: Sequence[str] = ("tfidf+lr", "fasttext"),
+                             return_probs: bool = False) -> dict[str, dict]:
     """The baselines of a classification run, on the task's own examples (``text``, ``label``; a
-    label list when multi-label) and in the task's label order, keyed by name."""
+    label list when multi-label) and in the task's label order, keyed by name. ``return_probs`` adds
+    each baseline's (n_test, labels) probabilities under ``probs`` (for ``task.decode_probs``)."""
     multi = bool(getattr(task.cfg, "multi_label", False))
     labels = task.state.get("labels") if getattr(task, "state", None) else None
     args = ([e["text"] for e in train_examples], [e["label"] for e in train_examples],
@@ -302,7 +310,8 @@ def classification_baselines(task, train_examples: list[dict], test_examples: li
     unknown = [w for w in which if w not in runners]
     if unknown:
         raise InputError(f"unknown baseline(s) {unknown}", f"choose from {sorted(runners)}")
-    return {name: runners[name](*args, lang=lang, multi_label=multi, labels=labels) for name in which}
+    return {name: runners[name](*args, lang=lang, multi_label=multi, labels=labels, return_probs=return_probs)
+            for name in which}
 
 
 def ngram_perplexity(train_files: Sequence[str | Path], test_file: str | Path, order: int = 5,

@@ -26,6 +26,8 @@ class EvaluateConfig(StrictModel):
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for confidence intervals (0 = none)")
     confidence: float = Field(0.95, gt=0, lt=1)
     data: str | None = Field(None, description="file to evaluate on (default: finetune.data.test)")
+    baselines: bool = Field(True, description="classification: also fit TF-IDF+LR and fastText-style baselines "
+                            "on the fine-tuning train split and compare them with the model on the same test")
 
     def input_paths(self) -> list[str]:
         return [self.data] if self.data else []
@@ -176,5 +178,39 @@ def run(cfg: EvaluateConfig, finetune_cfg, finetune_dir: Path, out_dir: Path, pr
         comparison = compare_dirs(out_dir / "pretrained", out_dir / "random", n_resamples=max(cfg.bootstrap, 200))
         atomic_write_json(out_dir / "comparison.json", comparison)
         metrics["comparison"] = {k: v["delta"] for k, v in comparison["metrics"].items()}
+    first = next(iter(results))
+    if cfg.baselines and finetune_cfg is not None and results[first].get("task") == "classification":
+        base = classification_baseline_scores(finetune_cfg.data, out_dir, list(results), cfg)
+        atomic_write_json(out_dir / "baselines.json", base)
+        metrics["baselines"] = {name: {k: b[k] for k in b["headline"]} for name, b in base.items()}
     atomic_write_json(out_dir / "metrics.json", results)
     return StageResult(metrics=metrics, outputs=[str(out_dir / "metrics.json")])
+
+
+def classification_baseline_scores(data, out_dir: Path, variants: list[str], cfg: EvaluateConfig) -> dict:
+    """TF-IDF+LR and fastText-style fitted on the model's own training split and scored on the very
+    test examples the model was scored on, with the task's metrics, intervals and a paired bootstrap
+    against each variant: a user sees at once whether the model beats a linear classifier."""
+    from ..tasks.base import task_from_config
+    from ..tasks.stage import training_split
+    from .baselines import classification_baselines
+    from .compare import _load, paired_bootstrap
+
+    task, _, examples = _load(out_dir / variants[0])
+    # a copy of the task for the baselines: multi-label thresholds tuned for the model do not apply
+    state = {**task.state, **({"thresholds": [0.5] * len(task.labels)} if "thresholds" in task.state else {})}
+    btask = task_from_config(task.cfg, state)
+    train, _ = training_split(btask, data)
+    out = {}
+    for name, b in classification_baselines(btask, train, examples, return_probs=True).items():
+        preds = btask.decode_probs(b.pop("probs"))
+        details = btask.metrics(preds, examples)
+        out[name] = {**{k: round(float(details[k]), 6) for k in btask.headline}, "headline": list(btask.headline),
+                     "ci": confidence_intervals(btask, preds, examples, cfg.bootstrap, cfg.confidence),
+                     "n": len(examples), "n_train": len(train), **{k: v for k, v in b.items() if k not in details},
+                     "vs": {}}
+        for v in variants:
+            vtask, vpreds, _ = _load(out_dir / v)
+            out[name]["vs"][v] = paired_bootstrap(vtask, vpreds, btask, preds, examples,
+                                                  n_resamples=max(cfg.bootstrap, 200), confidence=cfg.confidence)
+    return out

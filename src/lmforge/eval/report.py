@@ -207,9 +207,9 @@ def build_report(run_dir: Path, finishing: str | None = None) -> Path:
                  "" if s == "report" else _flat(r.get("metrics", {}))] for s, r in stages.items()]
         parts.append("<h2>Stages</h2>" + _table(rows, ["stage", "status", "seconds", "headline metrics"]))
 
-    comparison = _comparison(run_dir)
-    if comparison:
-        parts.append(comparison)
+    for section in (_comparison(run_dir), _baselines(run_dir)):
+        if section:
+            parts.append(section)
 
     curves = sorted(run_dir.glob("*/metrics.jsonl")) + sorted(run_dir.glob("*/*/metrics.jsonl"))
     if curves:
@@ -266,3 +266,30 @@ def _comparison(run_dir: Path) -> str:
     return ("<h2>Does pretraining help? (test split, same fine-tuning budget, paired bootstrap)</h2>"
             + _table(rows, ["metric", "pretrained", "random init", "difference", "95% CI", "p-value"])
             + f"<p class='note'>{html.escape(verdict)}</p>")
+
+
+def _baselines(run_dir: Path) -> str:
+    """Linear baselines beside the model on the same test examples (paired bootstrap per variant)."""
+    f = run_dir / "evaluate" / "baselines.json"
+    if not f.exists():
+        return ""
+    base = json.loads(f.read_text())
+    if not base:
+        return ""
+    first = next(iter(base.values()))
+    metric = first["headline"][0]
+    variants = list(first.get("vs", {}))
+    rows, notes = [], []
+    for name, b in base.items():
+        lo, hi = (b.get("ci", {}).get(metric) or ["", ""])
+        row = [name, b[metric], f"[{_fmt(lo)}, {_fmt(hi)}]" if lo != "" else "", b.get("seconds")]
+        for v in variants:
+            c = b["vs"][v].get(metric)
+            row.append(f"{c['delta']:+.4f} (p={c['p_value']})" if c else "")
+            if c and (c["delta"] <= 0 or c["p_value"] >= 0.05):
+                notes.append(f"The {v} model does not clearly beat {name} ({c['delta']:+.4f} {metric}, "
+                             f"p={c['p_value']}): a linear model does about as well here.")
+        rows.append(row)
+    header = ["baseline", metric, "95% CI", "seconds", *[f"{v} − baseline" for v in variants]]
+    return ("<h2>Baselines (same training split, same test examples)</h2>" + _table(rows, header)
+            + "".join(f"<p class='note'>{html.escape(n)}</p>" for n in notes))

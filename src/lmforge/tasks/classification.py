@@ -177,12 +177,16 @@ class Classification(Task):
     def predict(self, model, batch, tok, features) -> list[dict]:
         logits, _ = model(batch["input_ids"], batch["attention_mask"])
         logits = logits.float()
+        probs = logits.sigmoid() if self.cfg.multi_label else logits.softmax(-1)
+        return self.decode_probs(probs.cpu().numpy())
+
+    def decode_probs(self, probs: np.ndarray) -> list[dict]:
+        """Predictions from (N, labels) probabilities in the task's label order: any scorer's output
+        (e.g. a baseline's) becomes predictions this task can score and compare."""
         if self.cfg.multi_label:
-            probs = logits.sigmoid().cpu().numpy()
             th = np.asarray(self.state.get("thresholds", [0.5] * len(self.labels)))
             return [{"labels": [self.labels[j] for j in np.flatnonzero(p >= th)],
                      "scores": {y: round(float(v), 5) for y, v in zip(self.labels, p)}} for p in probs]
-        probs = logits.softmax(-1).cpu().numpy()
         return [{"label": self.labels[int(p.argmax())], "score": round(float(p.max()), 5),
                  "scores": {y: round(float(v), 5) for y, v in zip(self.labels, p)}} for p in probs]
 

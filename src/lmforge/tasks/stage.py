@@ -137,6 +137,15 @@ def split_train_val(task: Task, examples: list[dict], data: TaskData) -> tuple[l
     return train, val
 
 
+def training_split(task: Task, data: TaskData) -> tuple[list[dict], list[dict]]:
+    """(train, validation) examples exactly as fine-tuning used them (deterministic: the evaluate
+    stage re-derives the training examples for its baselines)."""
+    examples = read_split(task, data, "train")
+    if data.val:
+        return examples, read_split(task, data, "val")
+    return split_train_val(task, examples, data)
+
+
 def encode_all(task: Task, examples: list[dict], tok) -> list[dict]:
     return [task.encode(e, tok) for e in examples]
 
@@ -174,11 +183,7 @@ def run(cfg: FinetuneConfig, pretrain_model_dir: Path | None, out_dir: Path, pro
         raise InputError("finetune has no body to start from",
                          "add a pretrain section, set finetune.init_from, or set finetune.model (from zero)")
     task = task_from_config(cfg.task)
-    examples = read_split(task, cfg.data, "train")
-    if cfg.data.val:
-        train_ex, val_ex = examples, read_split(task, cfg.data, "val")
-    else:
-        train_ex, val_ex = split_train_val(task, examples, cfg.data)
+    train_ex, val_ex = training_split(task, cfg.data)
     task.fit(train_ex)
     warnings = task.check(val_ex, cfg.data.val or "validation split")
     tok = task.prepare_tokenizer(Tok.load(body_dir))
