@@ -51,6 +51,14 @@ def test_outputs_exist(short_run):
     assert page.count("<img") >= 5
     ev = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
     assert set(ev) == {"pretrained", "random"} and ev["pretrained"]["n"] == 600
+    # the honest baselines: a linear classifier beside the classifiers, an n-gram beside the LM
+    base = json.loads((run_dir / "evaluate" / "baselines.json").read_text())
+    assert set(base) == {"tfidf+lr", "fasttext"} and base["tfidf+lr"]["n"] == 600
+    assert set(base["tfidf+lr"]["vs"]) == {"pretrained", "random"} and 0.5 < base["tfidf+lr"]["accuracy"] <= 1
+    ngram = json.loads((run_dir / "pretrain" / "ngram_baseline.json").read_text())
+    assert ngram["model"] == "6-gram char kneser-ney" and 0.5 < ngram["bits_per_byte"] < 8
+    assert ngram["oov_rate"] < 0.01 and ngram["train_bytes"] > 10_000
+    assert "Baselines (same training split" in page and "Language model vs n-gram baseline" in page
 
 
 def test_rerun_reuses_everything_then_reruns_downstream_of_a_change(short_run):

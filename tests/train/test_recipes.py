@@ -81,6 +81,8 @@ def test_recipe_runs_a_few_steps(name, tmp_path, shared_datasets):
         assert key in rows[0]
     if recipe.pretrain.objective == "clm":
         assert 0 < rows[0]["val_bpb"] < 20
+        ngram = json.loads((run.path / "pretrain" / "ngram_baseline.json").read_text())
+        assert 0 < ngram["bits_per_byte"] < 20 and ngram["tokens"] > 0
     else:
         assert "val_accuracy" in rows[0]
     assert (run.path / "pretrain" / "model" / "model.safetensors").exists()

@@ -207,7 +207,7 @@ def build_report(run_dir: Path, finishing: str | None = None) -> Path:
                  "" if s == "report" else _flat(r.get("metrics", {}))] for s, r in stages.items()]
         parts.append("<h2>Stages</h2>" + _table(rows, ["stage", "status", "seconds", "headline metrics"]))
 
-    for section in (_comparison(run_dir), _baselines(run_dir)):
+    for section in (_comparison(run_dir), _baselines(run_dir), _lm_baseline(run_dir, stages)):
         if section:
             parts.append(section)
 
@@ -293,3 +293,20 @@ def _baselines(run_dir: Path) -> str:
     header = ["baseline", metric, "95% CI", "seconds", *[f"{v} − baseline" for v in variants]]
     return ("<h2>Baselines (same training split, same test examples)</h2>" + _table(rows, header)
             + "".join(f"<p class='note'>{html.escape(n)}</p>" for n in notes))
+
+
+def _lm_baseline(run_dir: Path, stages: dict) -> str:
+    """The pretrained LM beside a Kneser-Ney n-gram on the same validation text, in bits per byte."""
+    f = run_dir / "pretrain" / "ngram_baseline.json"
+    if not f.exists():
+        return ""
+    ng = json.loads(f.read_text())
+    lm = (stages.get("pretrain") or {}).get("metrics", {}).get("val_bpb")
+    rows = [["pretrained LM (validation windows)", lm], [ng["model"] + " (same training text)", ng["bits_per_byte"]]]
+    note = ""
+    if isinstance(lm, (int, float)):
+        verdict = "beats" if lm < ng["bits_per_byte"] else "does NOT beat"
+        note = (f"<p class='note'>The LM {verdict} the n-gram baseline "
+                f"({lm:.3f} vs {ng['bits_per_byte']:.3f} bits per byte; lower is better).</p>")
+    return ("<h2>Language model vs n-gram baseline (validation text, bits per byte)</h2>"
+            + _table(rows, ["model", "bits per byte"]) + note)

@@ -159,6 +159,18 @@ class Seq2SeqObjectiveConfig(StrictModel):
     target_len: int | None = Field(None, ge=1, description="stream pairs: target tokens (default block_size/2 - 1)")
 
 
+class NgramBaselineConfig(StrictModel):
+    """The Kneser-Ney n-gram a causal LM is set beside: trained on the same training text, scored on
+    the same validation text, compared in bits per byte (tokenization-free)."""
+
+    order: int = Field(6, ge=1, le=6)
+    unit: Literal["word", "char"] = Field("char", description="char: no out-of-vocabulary words to flatter the "
+                                          "n-gram (word units score unseen words as <unk>)")
+    segmenter: Literal["whitespace", "rules", "jieba", "auto"] = Field(
+        "auto", description="word units: English rules or jieba, chosen per line")
+    max_train_mb: float = Field(20.0, gt=0, description="train the n-gram on at most this much of the text")
+
+
 class PretrainConfig(StrictModel):
     objective: Literal["clm", "mlm", "seq2seq"] = "clm"
     model: ModelConfig = ModelConfig()
@@ -166,6 +178,8 @@ class PretrainConfig(StrictModel):
     data: PretrainData | None = None
     mlm: MLMConfig = MLMConfig()
     seq2seq: Seq2SeqObjectiveConfig = Seq2SeqObjectiveConfig()
+    ngram_baseline: NgramBaselineConfig | None = Field(
+        default_factory=NgramBaselineConfig, description="clm: the n-gram baseline (null to skip)")
 
     @model_validator(mode="after")
     def _family(self):

@@ -199,6 +199,43 @@ def build_objective(cfg: PretrainConfig, tok, tok_dir: Path, out_dir: Path):
                      val_tokens=np.asarray(val), source_len=src_len, target_len=tgt_len, val_bytes_per_token=bpt)
 
 
+def _write_docs(path: Path, tokens: np.ndarray, offsets: np.ndarray, tok, max_bytes: float = float("inf")) -> int:
+    """The documents of a token stream decoded back to text, one line per line (what the n-gram reads)."""
+    written = 0
+    with open(path, "w", encoding="utf-8") as f:
+        for a, b in zip(offsets[:-1], offsets[1:]):
+            text = tok.decode(tokens[a:b].tolist(), skip_special_tokens=True).strip()
+            if text:
+                f.write(text + "\n")
+                written += len(text.encode("utf-8")) + 1
+            if written >= max_bytes:
+                break
+    return written
+
+
+def ngram_baseline(cfg: PretrainConfig, tok, tok_dir: Path, out_dir: Path) -> dict:
+    """A Kneser-Ney n-gram trained on the LM's own training text and scored on its validation text:
+    an LM that does not beat it in bits per byte has not learned much yet. The text is the decoded
+    token stream, so both models see exactly the same characters."""
+    import tempfile
+    import time
+
+    from ..models.ngram import NgramConfig, evaluate_file, train
+
+    b = cfg.ngram_baseline
+    start = time.perf_counter()
+    (tr, tr_off), (va, va_off), _ = load_tokens(cfg, tok_dir, out_dir, tok)
+    with tempfile.TemporaryDirectory() as tmp:
+        train_file, val_file = Path(tmp) / "train.txt", Path(tmp) / "val.txt"
+        n_train = _write_docs(train_file, tr, tr_off, tok, b.max_train_mb * 1e6)
+        _write_docs(val_file, va, va_off, tok)
+        lm = train([train_file], NgramConfig(order=b.order, unit=b.unit, segmenter=b.segmenter))
+        ev = evaluate_file(lm, val_file)
+    return {"model": f"{b.order}-gram {b.unit} kneser-ney", "bits_per_byte": round(ev["bits_per_byte"], 6),
+            "perplexity": round(ev["perplexity"], 4), "oov_rate": round(ev["oov_rate"], 6), "tokens": ev["tokens"],
+            "train_bytes": n_train, "seconds": round(time.perf_counter() - start, 2)}
+
+
 def _start(tok) -> int:
     for i in (tok.bos_id, tok.eos_id, tok.pad_id):
         if i is not None:
@@ -227,4 +264,7 @@ def run(cfg: PretrainConfig, tok_dir: Path, out_dir: Path, progress: bool = True
                "tokens_per_s": last.get("tokens_per_s")}
     if "val_accuracy" in last:
         metrics["val_accuracy"] = last["val_accuracy"]
+    if cfg.objective == "clm" and cfg.ngram_baseline is not None and distributed.is_main():
+        metrics["ngram"] = ngram_baseline(cfg, tok, Path(tok_dir), Path(out_dir))
+        atomic_write_json(Path(out_dir) / "ngram_baseline.json", metrics["ngram"])
     return StageResult(metrics=metrics, outputs=[str(Path(out_dir) / "model")])
