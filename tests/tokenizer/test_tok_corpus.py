@@ -10,6 +10,7 @@ import pytest
 
 from lmforge.errors import InputError
 from lmforge.tokenizer import encode_corpus, iter_documents, read_shard, tokenizer_stats
+from lmforge.tokenizer.corpus import expand_inputs
 from lmforge.tokenizer import corpus as corpus_mod
 
 
@@ -111,6 +112,21 @@ def test_txt_split_modes(tmp_path):
     assert list(iter_documents(f, "file")) == ["one\ntwo\n\n\nthree\r\n   \nfour\n"]
 
 
+def test_csv_tsv_json_array_and_line_aligned_files(tmp_path):
+    """One record reader for tasks and corpora (data.readers.read_records): csv/tsv with a 'text'
+    column, JSON arrays; any other suffix given explicitly is plain text (Multi30k's train.en)."""
+    (tmp_path / "t.csv").write_text('id,text\n1,"hello, world"\n2,second\n', encoding="utf-8")
+    (tmp_path / "t.tsv").write_text("text\tlabel\nein Satz\t1\n", encoding="utf-8")
+    (tmp_path / "a.json").write_text(json.dumps([{"text": "x"}, {"text": "y"}]), encoding="utf-8")
+    (tmp_path / "train.en").write_text("a man rides a horse\n\ntwo dogs\n", encoding="utf-8")
+    assert list(iter_documents(tmp_path / "t.csv")) == ["hello, world", "second"]
+    assert list(iter_documents(tmp_path / "t.tsv")) == ["ein Satz"]
+    assert list(iter_documents(tmp_path / "a.json")) == ["x", "y"]
+    assert list(iter_documents(tmp_path / "train.en", "line")) == ["a man rides a horse", "two dogs"]
+    # a directory still picks only the known suffixes
+    assert sorted(p.name for p in expand_inputs([tmp_path])) == ["a.json", "t.csv", "t.tsv"]
+
+
 def test_compressed_jsonl(tmp_path):
     with gzip.open(tmp_path / "d.jsonl.gz", "wt", encoding="utf-8") as f:
         f.write(json.dumps({"id": "a", "text": "你好"}) + "\n")
@@ -122,7 +138,7 @@ def test_compressed_jsonl(tmp_path):
     ("notext.jsonl", b'{"id": "1", "body": "x"}\n', r"notext\.jsonl:1: no string 'text'"),
     ("latin.txt", "caf\u00e9\n".encode("latin-1"), r"latin\.txt:1: not valid UTF-8"),
     ("blob.txt", b"\x00\x01\x02binary", r"blob\.txt: looks like a binary"),
-    ("table.csv", b"a,b\n", r"table\.csv: unsupported file type"),
+    ("table.csv", b"a,b\nx,y\n", r"table\.csv:2: no string 'text' field"),
 ])
 def test_bad_inputs_raise_input_error_naming_the_file(trained, tmp_path, name, content, message):
     path = tmp_path / name
@@ -170,7 +186,7 @@ def test_directories_expand_to_their_text_files(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "b.txt").write_text("b")
     (tmp_path / "sub" / "a.jsonl").write_text('{"text": "a"}\n')
-    (tmp_path / "notes.csv").write_text("skip me")
+    (tmp_path / "notes.pdf").write_text("skip me")
     assert expand_inputs([tmp_path]) == [tmp_path / "b.txt", tmp_path / "sub" / "a.jsonl"]
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="empty holds no"):

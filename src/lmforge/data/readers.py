@@ -355,28 +355,44 @@ def read_records(path: str, header: bool | None = None, columns: list[str] | Non
 def _json_records(path: str, stream) -> Iterator[tuple[int, dict]]:
     from ..errors import InputError
 
-    text = stream.read()
-    if text.lstrip().startswith("["):  # a JSON array file
+    head = ""
+    while (c := stream.read(1)) and c.isspace():  # peek past leading blank space: a JSON array?
+        head += c
+    if c == "[":  # a JSON array file (read whole; JSON lines stream line by line below)
+        text = head + c + stream.read()
         try:
             records = json.loads(text)
         except json.JSONDecodeError as e:
             raise InputError(f"{path}:{e.lineno}: invalid JSON ({e.msg})", "fix the file's JSON syntax") from None
         pairs = enumerate(records, 1)
     else:
-        pairs = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                pairs.append((n, json.loads(line)))
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path}:{n}: invalid JSON ({e.msg} at column {e.colno})",
-                                 "fix or remove that line") from None
+        pairs = _json_lines(path, _physical_lines(head + c + stream.readline(), stream))
     for n, rec in pairs:
         if not isinstance(rec, dict):
             raise InputError(f"{path}:{n}: expected a JSON object, got {type(rec).__name__}",
                              "write one object per line, e.g. {\"text\": ..., \"label\": ...}")
         yield n, rec
+
+
+def _physical_lines(first: str, stream) -> Iterator[str]:
+    """``first`` (may hold several lines) then the stream's lines, split on newlines only (JSON
+    strings may hold U+2028 and other characters that ``str.splitlines`` would split on)."""
+    yield from first[:-1].split("\n") if first.endswith("\n") else first.split("\n")
+    for line in stream:
+        yield line[:-1] if line.endswith("\n") else line
+
+
+def _json_lines(path: str, lines: Iterator[str]) -> Iterator[tuple[int, Any]]:
+    from ..errors import InputError
+
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            yield n, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{path}:{n}: invalid JSON ({e.msg} at column {e.colno})",
+                             "fix or remove that line") from None
 
 
 def _looks_numeric(cell: str) -> bool:

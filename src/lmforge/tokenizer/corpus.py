@@ -1,4 +1,4 @@
-"""Read documents from txt/jsonl/parquet files and encode them into token shards.
+"""Read documents from txt/jsonl/csv/tsv/parquet files and encode them into token shards.
 
 Reading streams (a line or a paragraph at a time), encoding goes in bounded batches through the
 Rust thread pool, and tokens go straight to a ``ShardWriter``, so memory stays flat whatever the
@@ -25,7 +25,8 @@ from .shards import ShardWriter, read_shard
 from .tok import Tok
 
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".ndjson")
-TEXT_SUFFIXES = (".txt", ".text", ".md")
+RECORD_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz", ".csv.zst", ".tsv.zst")
+TEXT_SUFFIXES = (".txt", ".text", ".md", ".txt.gz", ".txt.zst")
 BATCH_CHARS = 1 << 20  # encode ~1M characters per batch: big enough for the thread pool, small in RAM
 MAX_DOC_CHARS = 1 << 24  # a txt "paragraph" longer than this (a file without blank lines) is cut at a line end
 
@@ -47,15 +48,18 @@ def expand_inputs(paths: list[str | Path]) -> list[Path]:
 
 
 def _format(path: Path, strict: bool = True) -> str | None:
+    """jsonl | records (csv/tsv) | parquet | txt. Given explicitly (``strict``), any other name is
+    read as plain text (line-aligned corpora such as ``train.en``/``train.de``; binary files are
+    refused when read); in a directory only the known suffixes are picked up."""
     name = path.name.lower()
     if name.endswith(JSONL_SUFFIXES):
         return "jsonl"
+    if name.endswith(RECORD_SUFFIXES):
+        return "records"
     if name.endswith(".parquet"):
         return "parquet"
-    if name.endswith(TEXT_SUFFIXES) or (strict and "." not in name):
+    if name.endswith(TEXT_SUFFIXES) or strict:
         return "txt"
-    if strict:
-        raise InputError(f"{path}: unsupported file type", "use .txt (plain UTF-8), .jsonl (a 'text' field per line) or .parquet")
     return None
 
 
@@ -65,8 +69,8 @@ def iter_documents(path: str | Path, txt_split: str = "paragraph") -> Iterator[s
     if not path.is_file():
         raise InputError(f"input file not found: {path}", "check the path")
     fmt = _format(path)
-    if fmt == "jsonl":
-        yield from _iter_jsonl(path)
+    if fmt in ("jsonl", "records"):
+        yield from _iter_records(path)
     elif fmt == "parquet":
         yield from _iter_parquet(path)
     else:
@@ -128,26 +132,19 @@ def _iter_txt(path: Path, split: str) -> Iterator[str]:
         raise _utf8_error(path, lineno + 1) from None
 
 
-def _iter_jsonl(path: Path) -> Iterator[str]:
-    lineno = 0
-    try:
-        with _open_text(path) as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise InputError(f"{path}:{lineno}: invalid JSON ({err.msg})",
-                                     "each line must be one JSON object with a 'text' field") from None
-                text = rec.get("text") if isinstance(rec, dict) else None
-                if not isinstance(text, str):
-                    raise InputError(f"{path}:{lineno}: no string 'text' field",
-                                     "each line must be a Document: {\"id\": ..., \"text\": ..., \"meta\": {...}}")
-                if text:
-                    yield text
-    except UnicodeDecodeError:
-        raise _utf8_error(path, lineno + 1) from None
+def _iter_records(path: Path) -> Iterator[str]:
+    """The 'text' field of every record of a jsonl/json/csv/tsv file, through the one record reader
+    the tasks use (``data.readers.read_records``: streaming, encoding detection, file:line errors)."""
+    from ..data.readers import read_records
+
+    for lineno, rec in read_records(str(path)):
+        text = rec.get("text")
+        if not isinstance(text, str):
+            raise InputError(f"{path}:{lineno}: no string 'text' field",
+                             "each record needs a 'text' field, e.g. a Document {\"id\": ..., \"text\": ..., "
+                             "\"meta\": {...}}, or a csv/tsv header with a 'text' column")
+        if text:
+            yield text
 
 
 def _iter_parquet(path: Path) -> Iterator[str]:

@@ -143,18 +143,20 @@ def load_tokens(cfg: PretrainConfig, tok_dir: Path, out_dir: Path, tok):
 
 
 def _read_pairs(files: list[str], tok, src_field: str, tgt_field: str, max_len: int) -> list:
-    """(source ids, target ids + EOS) from jsonl records; both cut to the model's block_size."""
+    """(source ids, target ids + EOS) from jsonl/json/csv/tsv records (``data.readers.read_records``,
+    the reader the tasks use); both cut to the model's block_size."""
+    from ..data.readers import read_records
     from ..tokenizer import expand_inputs
 
     eos = [tok.eos_id] if tok.eos_id is not None else []
     pairs = []
     for path in expand_inputs(files):
-        with open(path, encoding="utf-8") as f:
-            rows = [json.loads(line) for line in f if line.strip()]
-        for i, r in enumerate(rows):
+        rows = []
+        for line, r in read_records(str(path)):
             if src_field not in r or tgt_field not in r:
-                raise InputError(f"{path}:{i + 1}: no '{src_field}'/'{tgt_field}' fields",
+                raise InputError(f"{path}:{line}: no '{src_field}'/'{tgt_field}' fields",
                                  "set pretrain.seq2seq.source_field and target_field to the record's keys")
+            rows.append(r)
         src = tok.encode_batch([str(r[src_field]) for r in rows])
         tgt = tok.encode_batch([str(r[tgt_field]) for r in rows])
         pairs += [(s[:max_len], (t + eos)[:max_len - 1]) for s, t in zip(src, tgt) if s and t]
