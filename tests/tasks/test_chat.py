@@ -11,7 +11,9 @@ import torch.nn.functional as F
 
 from lmforge.errors import ConfigError, InputError
 from lmforge.models.gpt import GPT, GPTConfig
-from lmforge.tasks.chat import Chat, ChatConfig, pack_rows, packed_logits, split_selector
+from lmforge.models.packing import pack_rows, packed_logits
+from lmforge.tasks.chat import Chat, ChatConfig
+from lmforge.tasks.chat_files import split_selector
 
 TEXT = ("Hello there! How are you today? I am fine, thank you. What is the weather like? It is sunny and warm. "
         "Tell me a story about a cat. Once upon a time a cat sat on a mat. 你好，今天天气很好。") * 4
