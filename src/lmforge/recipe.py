@@ -175,11 +175,19 @@ def run_recipe(recipe: Recipe, run_dir: str | Path | None = None, until: str | N
 
 
 def _headline(metrics: dict) -> str:
+    """One line: top-level numbers, then ``group: key=value`` per nested dict (one level deeper as
+    ``name.key``, e.g. ``baselines: tfidf+lr.accuracy=0.83``)."""
+    def fmt(k, v):
+        return f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+
     flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) and k != "report"}
-    text = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(flat.items())[:6])
-    nested = {k: v for k, v in metrics.items() if isinstance(v, dict)}
-    for k, v in nested.items():
-        inner = ", ".join(f"{a}={b:.4g}" if isinstance(b, float) else f"{a}={b}" for a, b in v.items()
-                          if isinstance(b, (int, float)))
-        text += f"; {k}: {inner}"
-    return text or str(metrics.get("report", ""))
+    parts = [", ".join(fmt(k, v) for k, v in list(flat.items())[:6])] if flat else []
+    for k, v in metrics.items():
+        if not isinstance(v, dict):
+            continue
+        items = [fmt(a, b) for a, b in v.items() if isinstance(b, (int, float))]
+        items += [fmt(f"{a}.{c}", d) for a, b in v.items() if isinstance(b, dict)
+                  for c, d in b.items() if isinstance(d, (int, float))]
+        if items:
+            parts.append(f"{k}: {', '.join(items)}")
+    return "; ".join(parts) or str(metrics.get("report", ""))
