@@ -231,3 +231,24 @@ def test_evaluate_stage_scores_linear_baselines_beside_the_model(tmp_path):
     (tmp_path / "ft").rename(tmp_path / "finetune")
     page = build_report(tmp_path).read_text()
     assert "Baselines (same training split" in page and "does not clearly beat tfidf+lr" in page
+
+
+def test_multilabel_bootstrap_fast_path_matches_full_metrics():
+    """The per-resample shortcut gives the same micro/macro-F1 and subset accuracy as recomputing
+    ``multilabel_metrics`` on each resample, tuned thresholds included."""
+    import numpy as np
+
+    from lmforge.tasks.base import Task
+
+    rng = np.random.default_rng(0)
+    labels = ["a", "b", "c", "d"]
+    task = _task(multi_label=True)
+    task.fit([{"label": labels}])
+    task.state["thresholds"] = [0.3, 0.5, 0.7, 0.5]
+    examples = [{"label": [x for x in labels if rng.random() < 0.4]} for _ in range(60)]
+    preds = [{"scores": {x: float(rng.random()) for x in labels}} for _ in examples]
+    idx = rng.integers(0, len(examples), size=(7, len(examples)))
+    fast = task.subset_scores(preds, examples, idx)
+    slow = Task.subset_scores(task, preds, examples, idx)
+    for h in task.headline:
+        assert np.allclose(fast[h], slow[h]), h

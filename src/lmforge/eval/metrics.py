@@ -130,7 +130,7 @@ def perplexity(mean_nll: float) -> float:
 # ----------------------------------------------------------------------------- multi-label
 
 
-def _prf(tp: np.ndarray, n_pred: np.ndarray, n_true: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def prf(tp: np.ndarray, n_pred: np.ndarray, n_true: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Precision, recall, F1 with 0 where undefined (scikit-learn's ``zero_division=0``)."""
     tp, n_pred, n_true = (np.asarray(a, dtype=float) for a in (tp, n_pred, n_true))
     p = np.divide(tp, n_pred, out=np.zeros_like(tp), where=n_pred > 0)
@@ -176,9 +176,9 @@ def multilabel_metrics(y_true: np.ndarray, probs: np.ndarray, labels: list[str],
     pred = probs >= th
     tp = (y & pred).sum(0)
     n_pred, n_true = pred.sum(0), y.sum(0)
-    p, r, f = _prf(tp, n_pred, n_true)
-    _, _, micro = _prf(tp.sum(), n_pred.sum(), n_true.sum())
-    _, _, sample_f = _prf((y & pred).sum(1), pred.sum(1), y.sum(1))
+    p, r, f = prf(tp, n_pred, n_true)
+    _, _, micro = prf(tp.sum(), n_pred.sum(), n_true.sum())
+    _, _, sample_f = prf((y & pred).sum(1), pred.sum(1), y.sum(1))
     aucs = [binary_auc(y[:, j], probs[:, j]) for j in range(y.shape[1])]
     defined = [a for a in aucs if a is not None]
     out = {
@@ -209,7 +209,7 @@ def tune_thresholds(y_true: np.ndarray, probs: np.ndarray, grid: np.ndarray | No
     grid = np.linspace(0.05, 0.95, 19) if grid is None else np.asarray(grid, dtype=float)
     pred = probs[None, :, :] >= grid[:, None, None]  # (G, N, L)
     tp = (pred & y[None]).sum(1)
-    _, _, f = _prf(tp, pred.sum(1), np.broadcast_to(y.sum(0), tp.shape))  # (G, L)
+    _, _, f = prf(tp, pred.sum(1), np.broadcast_to(y.sum(0), tp.shape))  # (G, L)
     best = f.max(0, keepdims=True)
     # among grid points within float noise of the best F1, the one nearest 0.5
     dist = np.where(np.isclose(f, best, rtol=0, atol=1e-12), np.abs(grid - 0.5)[:, None], np.inf)
