@@ -114,3 +114,17 @@ def test_rmsnorm_and_mlp_kinds():
         MLP(8, 16, "relu6")
     with pytest.raises(ValueError):
         Attention(30, 4)
+
+
+def test_set_attention_dropout_reaches_every_attention_and_only_it():
+    """Fine-tuning can turn off dropout on attention probabilities (so CPU attention can use its fused
+    kernel) while the residual and MLP dropout of the body stay as they were."""
+    import torch.nn as nn
+
+    from lmforge.models.bert import BERT, BertConfig
+    from lmforge.models.layers import Attention, set_attention_dropout
+
+    model = BERT(BertConfig(vocab_size=50, block_size=16, n_layer=3, n_head=2, d_model=16, dropout=0.1))
+    assert set_attention_dropout(model, 0.0) == 3
+    assert all(m.dropout == 0.0 for m in model.modules() if isinstance(m, Attention))
+    assert {m.p for m in model.modules() if isinstance(m, nn.Dropout)} == {0.1}

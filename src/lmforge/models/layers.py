@@ -259,3 +259,17 @@ def mlp_hidden_size(d_model: int, mlp: str = "gelu", override: int | None = None
     if mlp == "swiglu":
         return 64 * ((int(8 * d_model / 3) + 63) // 64)
     return 4 * d_model
+
+
+def set_attention_dropout(model: nn.Module, p: float) -> int:
+    """Set the attention-probability dropout of every ``Attention`` in ``model``; returns how many.
+
+    Why: with dropout on the probabilities, ``scaled_dot_product_attention`` on CPU falls back to the
+    math kernel, which materialises every (T x T) score matrix for backward; at 0 it can use the fused
+    kernel. Hidden-state dropout (residual, MLP) is untouched."""
+    n = 0
+    for m in model.modules():
+        if isinstance(m, Attention):
+            m.dropout = p
+            n += 1
+    return n

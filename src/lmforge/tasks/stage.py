@@ -19,6 +19,7 @@ from rich.console import Console
 
 from ..config import StrictModel
 from ..errors import InputError
+from ..models.layers import set_attention_dropout
 from ..runs import StageResult, atomic_write_json, set_seed
 from ..train.config import ModelConfig, TrainConfig
 from .base import Task, TaskObjective, load_task, task_from_config
@@ -59,6 +60,11 @@ class FinetuneConfig(StrictModel):
     model: ModelConfig | None = Field(None, description="train from zero: a fresh body of this architecture "
                                       "(family gpt, bert, seq2seq, rnn or bow) on the recipe's tokenizer stage")
     compare_random_init: bool = False
+    attention_dropout: float | None = Field(
+        None, ge=0.0, lt=1.0,
+        description="override the body's dropout on attention probabilities while fine-tuning (0 lets "
+                    "PyTorch use its fused attention kernel on CPU: measured 2x faster and half the "
+                    "activation memory for MiniLM at 384 tokens); null keeps the body's own")
     train: FinetuneTrainConfig = Field(default_factory=FinetuneTrainConfig)
 
     @model_validator(mode="after")
@@ -204,6 +210,8 @@ def run(cfg: FinetuneConfig, pretrain_model_dir: Path | None, out_dir: Path, pro
                 body = load_body(body_dir)
                 if variant == "random":
                     body = rebuild(body)  # same architecture, fresh weights
+            if cfg.attention_dropout is not None:
+                set_attention_dropout(body, cfg.attention_dropout)
             model = task.build_model(body, tok)
             task.save(Path(tmp))  # task.json travels with every checkpoint and the final model
             files = sorted(Path(tmp).iterdir())
