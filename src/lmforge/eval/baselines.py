@@ -47,10 +47,10 @@ def detect_lang(texts: Sequence[str], sample: int = 200) -> str:
 
 def _label_list(train_labels, multi_label: bool) -> list[str]:
     """Label names in the classification task's order (numbers numerically, names alphabetically)."""
-    from ..tasks.classification import _label_key
+    from ..tasks.classification import label_sort_key
 
     seen = {str(y) for ys in train_labels for y in (ys if multi_label else [ys])}
-    return sorted(seen, key=_label_key)
+    return sorted(seen, key=label_sort_key)
 
 
 def _targets(labels_in, names: list[str], multi_label: bool) -> np.ndarray:

@@ -106,7 +106,7 @@ class Classification(Task):
     def fit(self, examples: list[dict]) -> None:
         names = _names(self.cfg.label_names)
         seen = {y for e in examples for y in (e["label"] if self.cfg.multi_label else [e["label"]])}
-        self.state["labels"] = names if names else sorted(seen, key=_label_key)
+        self.state["labels"] = names if names else sorted(seen, key=label_sort_key)
         if self.cfg.class_weights == "balanced":
             counts = np.array([sum(y in (e["label"] if self.cfg.multi_label else [e["label"]]) for e in examples)
                                for y in self.labels], dtype=float)
@@ -277,7 +277,7 @@ class Classification(Task):
                 "predicted": prediction["label"], "score": prediction["score"]}
 
 
-def _label_key(label: str):
+def label_sort_key(label: str):
     """Numeric labels in numeric order ("2" before "10"), names alphabetically."""
     try:
         return (0, float(label), "")
