@@ -83,3 +83,10 @@ def test_invalid_yaml_names_line(tmp_path):
 def test_missing_recipe(tmp_path):
     with pytest.raises(ConfigError, match="recipe not found"):
         load_config(Recipe, tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("path", sorted((RECIPE.parent).rglob("*.yaml")), ids=lambda p: str(p.relative_to(RECIPE.parent)))
+def test_every_shipped_recipe_loads(path):
+    """Every recipe in recipes/ parses and validates (a comment edit once broke one's YAML)."""
+    recipe = load_recipe(path)
+    assert recipe.name
