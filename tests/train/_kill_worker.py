@@ -30,6 +30,12 @@ class Killable(CausalLM):
 
 torch.manual_seed(0)
 model = GPT(GPTConfig(vocab_size=len(chars), block_size=32, n_layer=2, n_head=2, d_model=32, dropout=0.1))
+if os.environ.get("PEFT"):  # LoRA adapters on the same model: resume must restore them exactly too
+    from lmforge.models.io import save_model
+    from lmforge.models.peft import PeftSettings, base_reference, inject
+
+    save_model(model, out.with_name(out.name + "-base"))
+    inject(model, PeftSettings(r=4, dropout=0.1), base_reference(out.with_name(out.name + "-base")))
 cfg = TrainConfig(max_steps=40, batch_size=8, grad_accum=2, lr=3e-3, warmup_steps=5, eval_every=10,
                   eval_batches=2, save_every=15, log_every=5)
 obj = Killable(data[:180_000], data[180_000:], 32, 8, seed=3, val_bytes_per_token=1.0)

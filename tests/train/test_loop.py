@@ -81,6 +81,27 @@ def test_kill9_and_resume_is_exact(tmp_path, shakespeare):
     assert [r["val_loss"] for r in ma] == [r["val_loss"] for r in mb]
 
 
+def test_kill9_and_resume_restores_lora_adapters_exactly(tmp_path, shakespeare):
+    pytest.importorskip("peft")
+    text = tmp_path / "text.txt"
+    text.write_text(shakespeare[:200_000], encoding="utf-8")
+    worker = Path(__file__).with_name("_kill_worker.py")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"), "PEFT": "1"}
+    full = subprocess.run([sys.executable, worker, tmp_path / "full", text], env=env, capture_output=True, text=True)
+    assert full.returncode == 0, full.stderr
+    killed = subprocess.run([sys.executable, worker, tmp_path / "resumed", text], env={**env, "KILL_AT": "22"},
+                            capture_output=True, text=True)
+    assert killed.returncode == -9
+    again = subprocess.run([sys.executable, worker, tmp_path / "resumed", text], env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    a = load_file(tmp_path / "full" / "model" / "adapter.safetensors")
+    b = load_file(tmp_path / "resumed" / "model" / "adapter.safetensors")
+    assert a.keys() == b.keys() and any("lora_B" in k for k in a)
+    assert not (tmp_path / "full" / "model" / "model.safetensors").exists()  # only what was trained is saved
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
 def test_schedules():
     cfg = TrainConfig(max_steps=100, lr=1.0, warmup_steps=10, min_lr_ratio=0.1, schedule="cosine")
     assert lr_at(0, cfg) == pytest.approx(0.1)

