@@ -270,6 +270,10 @@ def _mount_subapps() -> None:
     from .tasks.chat_cli import chat
 
     app.command("chat")(chat)
+    from .tune.cli import cv, tune
+
+    app.command("tune")(tune)
+    app.command("cv")(cv)
     from .tokenizer.cli import app as tokenizer_app
 
     app.add_typer(data_app, name="data", help="Data pipeline: process, split, stats, crawl, leakage.\n\n"

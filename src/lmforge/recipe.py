@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from pydantic import Field
 from rich.console import Console
 
 from . import __version__
@@ -25,6 +26,7 @@ from .tasks.stage import FinetuneConfig
 from .tasks.generation import GenerateConfig
 from .tokenizer.config import TokenizerConfig
 from .train.config import PretrainConfig
+from .tune.config import TuneConfig
 
 console = Console(stderr=True)
 
@@ -43,6 +45,7 @@ class Recipe(StrictModel):
     evaluate: EvaluateConfig | None = None
     generate: GenerateConfig | None = None
     report: ReportConfig | None = None
+    tune: TuneConfig | None = Field(None, description="lmforge tune: the search space and objective (no stage)")
 
 
 def _tokenizer_files(recipe: Recipe, run: RunDir, split: str) -> list[Path]:

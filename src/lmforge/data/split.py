@@ -128,3 +128,42 @@ def leakage(a: list[str | Path], b: list[str | Path], threshold: float = 0.7, ex
     return {"a_docs": na, "b_docs": len(recs_b), "exact": len(exact), "near": len(near),
             "exact_fraction": round(len(exact) / nb, 4), "near_fraction": round(len(near) / nb, 4),
             "threshold": threshold, "exact_examples": exact[:examples], "near_examples": near[:examples]}
+
+
+def assign_folds(records: list[dict], k: int, mode: str = "stratified", seed: int = 0,
+                 group_field: str | None = None, group_threshold: float = 0.7) -> np.ndarray:
+    """The fold (0..k-1) of each record, for cross-validation: ``stratified`` keeps each fold's label
+    mix (``meta.label``), ``grouped`` keeps near-duplicate clusters and ``group_field`` values inside
+    one fold (so copies never straddle train and held-out), ``random`` is plain k-fold."""
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
+
+    from ..errors import ConfigError
+
+    n = len(records)
+    if k < 2 or k > n:
+        raise ConfigError(f"--folds {k} with {n} examples", "use 2 <= folds <= the number of examples")
+    folds = np.zeros(n, dtype=np.int64)
+    x = np.zeros((n, 1))
+    if mode == "stratified":
+        labels = [str(r.get("meta", {}).get("label")) for r in records]
+        counts = defaultdict(int)
+        for y in labels:
+            counts[y] += 1
+        rare = min(counts, key=counts.get)
+        if counts[rare] < k:
+            raise ConfigError(f"--folds {k} is larger than the smallest class: label '{rare}' has {counts[rare]} examples",
+                              f"use at most {counts[rare]} folds, add examples of '{rare}', or use mode random")
+        splits = StratifiedKFold(k, shuffle=True, random_state=seed).split(x, labels)
+    elif mode == "grouped":
+        groups = group_ids(records, SplitConfig(mode="grouped", group_field=group_field, group_threshold=group_threshold))
+        if len(set(groups)) < k:
+            raise ConfigError(f"--folds {k} with only {len(set(groups))} groups of near-duplicates",
+                              "use fewer folds or mode random")
+        splits = GroupKFold(k, shuffle=True, random_state=seed).split(x, groups=groups)
+    elif mode == "random":
+        splits = KFold(k, shuffle=True, random_state=seed).split(x)
+    else:
+        raise ConfigError(f"unknown fold mode '{mode}'", "use stratified, grouped or random")
+    for i, (_, held) in enumerate(splits):
+        folds[held] = i
+    return folds

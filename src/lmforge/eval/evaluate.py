@@ -58,8 +58,11 @@ def confidence_intervals(task, predictions: list[dict], examples: list[dict], n_
 
 def evaluate_model(model_dir: str | Path, data_file: str | Path, out_dir: str | Path | None = None,
                    overrides: dict | None = None, batch_size: int = 64, bootstrap: int = 1000,
-                   confidence: float = 0.95, max_examples: int | None = None, progress: bool = False) -> dict:
-    """Score ``model_dir`` on ``data_file``; returns the metrics (and writes them under ``out_dir``)."""
+                   confidence: float = 0.95, max_examples: int | None = None, progress: bool = False,
+                   examples: list[dict] | None = None) -> dict:
+    """Score ``model_dir`` on ``data_file`` (or on ``examples`` already read, e.g. a held-out
+    cross-validation fold; ``data_file`` then only names them); returns the metrics (and writes
+    them under ``out_dir``)."""
     from ..models.io import read_config_dict
 
     model_dir = Path(model_dir)
@@ -78,7 +81,7 @@ def evaluate_model(model_dir: str | Path, data_file: str | Path, out_dir: str | 
     from ..tasks.stage import encode_all, load_task_model, predict_features
 
     task, model, tok = load_task_model(model_dir, overrides)
-    examples = task.read(data_file)
+    examples = task.read(data_file) if examples is None else examples
     if max_examples:
         examples = examples[:max_examples]
     warnings = task.check(examples, str(data_file))
@@ -160,15 +163,25 @@ def evaluate_lm(model_dir: Path, data_file: str | Path, batch_size: int = 16, ma
 
 def run(cfg: EvaluateConfig, finetune_cfg, finetune_dir: Path, out_dir: Path, progress: bool = True) -> StageResult:
     data = cfg.data or (finetune_cfg.data.test if finetune_cfg is not None else None)
+    fold = finetune_cfg.data.fold if finetune_cfg is not None and cfg.data is None else None
+    if fold is not None:  # cross-validation: the held-out fold of train is the test set
+        data = f"{finetune_cfg.data.train}#fold-{fold.index}-of-{fold.k}"
     if data is None:
         raise InputError("evaluate has no data", "set finetune.data.test or evaluate.data")
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {}
     cap = finetune_cfg.data.max_test_examples if finetune_cfg is not None else None
     for variant_dir in sorted(p for p in Path(finetune_dir).iterdir() if (p / "model" / "config.json").exists()):
+        held = None
+        if fold is not None:
+            from ..tasks.base import load_task
+            from ..tasks.stage import held_out_fold
+
+            held = held_out_fold(load_task(variant_dir / "model"), finetune_cfg.data)
         results[variant_dir.name] = evaluate_model(variant_dir / "model", data, out_dir / variant_dir.name,
                                                    batch_size=cfg.batch_size, bootstrap=cfg.bootstrap,
-                                                   confidence=cfg.confidence, max_examples=cap, progress=progress)
+                                                   confidence=cfg.confidence, max_examples=cap, progress=progress,
+                                                   examples=held)
     if not results:
         raise InputError(f"no fine-tuned models under {finetune_dir}", "run the finetune stage first")
     metrics = {v: {k: r[k] for k in r if isinstance(r[k], (int, float)) and k != "n"} for v, r in results.items()}

@@ -207,7 +207,8 @@ def build_report(run_dir: Path, finishing: str | None = None) -> Path:
                  "" if s == "report" else _flat(r.get("metrics", {}))] for s, r in stages.items()]
         parts.append("<h2>Stages</h2>" + _table(rows, ["stage", "status", "seconds", "headline metrics"]))
 
-    for section in (_comparison(run_dir), _baselines(run_dir), _lm_baseline(run_dir, stages)):
+    for section in (_comparison(run_dir), _baselines(run_dir), _lm_baseline(run_dir, stages), _tune(run_dir),
+                    _cv(run_dir)):
         if section:
             parts.append(section)
 
@@ -240,6 +241,47 @@ def build_report(run_dir: Path, finishing: str | None = None) -> Path:
     out = run_dir / "report.html"
     atomic_write_text(out, page)
     return out
+
+
+def _tune(run_dir: Path) -> str:
+    """``lmforge tune`` results: every trial, the best values, history and importance plots."""
+    path = run_dir / "tune" / "results.json"
+    if not path.exists():
+        return ""
+    r = json.loads(path.read_text())
+    keys = list(r["space"])
+    rows = [[t["number"], t["state"], t["value"], t.get("last_step"), t.get("seconds"), t.get("rss_mb"),
+             *[t["params"].get(k) for k in keys]] for t in r["trials"]]
+    out = [f"<h2>Hyperparameter search ({html.escape(r['direction'])} {html.escape(r['metric'])}, "
+           f"{html.escape(r['sampler'])} sampler, {html.escape(r['pruner'])} pruner)</h2>"]
+    if "best" in r:
+        b = r["best"]
+        out.append(f"<p class='note'>best: trial {b['number']}, {html.escape(r['metric'])} = {_fmt(b['value'])}; "
+                   + html.escape(", ".join(f"{k}={_fmt(v)}" for k, v in b["params"].items()))
+                   + " (recipe: tune/best.yaml)</p>")
+    out.append(_table(rows, ["trial", "state", "value", "last step", "seconds", "RSS MB", *keys]))
+    for name in ("history.png", "importance.png"):
+        if (run_dir / "tune" / name).exists():
+            out.append(_img(run_dir / "tune" / name))
+    return "".join(out)
+
+
+def _cv(run_dir: Path) -> str:
+    """``lmforge cv`` results: mean ± std per metric, then the per-fold values."""
+    path = run_dir / "cv" / "results.json"
+    if not path.exists():
+        return ""
+    r = json.loads(path.read_text())
+    out = [f"<h2>Cross-validation ({r['folds']} folds, {html.escape(str(r['mode'] or 'stratified/random'))})</h2>"]
+    for variant, metrics in r["summary"].items():
+        keys = [k for k in metrics if k != "n"]
+        out.append(f"<h3>{html.escape(variant)}</h3>" + _table(
+            [["mean ± std", *[f"{metrics[k]['mean']:.4f} ± {metrics[k]['std']:.4f}" for k in keys], ""]]
+            + [[f"fold {i + 1}", *[metrics[k]["folds"][i] for k in keys], metrics["n"][i]]
+               for i in range(r["folds"])], ["", *keys, "n"]))
+    if (run_dir / "cv" / "folds.png").exists():
+        out.append(_img(run_dir / "cv" / "folds.png"))
+    return "".join(out)
 
 
 def _comparison(run_dir: Path) -> str:

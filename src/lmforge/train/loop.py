@@ -32,6 +32,9 @@ from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, unw
 from .config import TrainConfig
 from .optim import lr_at, make_optimizer, set_lr
 
+# Called as hook(step, metrics) after every evaluation; lmforge tune adds its pruner here.
+EVAL_HOOKS: list = []
+
 
 class Objective(Protocol):
     """What the loop needs from a task."""
@@ -302,6 +305,8 @@ class Trainer:
                             state["bad_evals"] += 1
                     if cfg.early_stopping_patience and state["bad_evals"] >= cfg.early_stopping_patience:
                         stopped_early = True
+                    for hook in EVAL_HOOKS:  # e.g. a search's pruner: it may raise to stop this run
+                        hook(state["step"], metrics)
                 if state["step"] % cfg.save_every == 0 or state["step"] == cfg.max_steps or stopped_early:
                     self._save(state)
                 if stopped_early:
