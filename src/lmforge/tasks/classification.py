@@ -146,6 +146,8 @@ class Classification(Task):
         batch = {"input_ids": pad_batch(seqs, tok.pad_id or 0), "attention_mask": attention_mask(seqs)}
         dtype = torch.float32 if self.cfg.multi_label else torch.long
         batch["labels"] = torch.tensor([f["label"] for f in features], dtype=dtype)
+        if all("teacher" in f for f in features):  # distillation: the teacher's logits (tasks/distill.py)
+            batch["teacher"] = torch.tensor([f["teacher"] for f in features], dtype=torch.float32)
         return batch
 
     # -- model --------------------------------------------------------------------------------
@@ -166,7 +168,13 @@ class Classification(Task):
         labels = batch["labels"]
         loss = F.cross_entropy(logits, labels, weight=w, reduction="sum", ignore_index=-100,
                                label_smoothing=self.cfg.label_smoothing)
-        return loss, int((labels != -100).sum())
+        count = int((labels != -100).sum())
+        distill = getattr(self, "distill", None)  # (temperature, alpha) while a student trains
+        if distill is not None and "teacher" in batch and model.training:
+            from .distill import distill_loss
+
+            loss = distill_loss(logits, batch["teacher"].to(logits.device), loss, count, *distill)
+        return loss, count
 
     def count(self, batch) -> int:
         if self.cfg.multi_label:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -25,9 +26,27 @@ from ..models.peft import PeftSettings
 from ..runs import StageResult, atomic_write_json, set_seed
 from ..train.config import ModelConfig, TrainConfig
 from .base import Task, TaskObjective, load_task, task_from_config
+from .distill import DistillSettings
 from .registry import TaskConfig
 
 console = Console(stderr=True)
+
+
+class FoldSpec(StrictModel):
+    """Cross-validation: fold ``index`` of ``k`` of the training file is held out as the test set."""
+
+    k: int = Field(..., ge=2)
+    index: int = Field(..., ge=0)
+    mode: Literal["stratified", "grouped", "random"] | None = Field(
+        None, description="null: stratified by label where each example has one label, else random")
+    seed: int = 0
+    group_field: str | None = Field(None, description="grouped: an example key whose equal values stay in one fold")
+
+    @model_validator(mode="after")
+    def _index(self):
+        if self.index >= self.k:
+            raise ValueError(f"fold index {self.index} is not below k={self.k}")
+        return self
 
 
 class TaskData(StrictModel):
@@ -39,6 +58,8 @@ class TaskData(StrictModel):
     max_train_examples: int | None = Field(None, ge=1, description="use the first N training examples")
     max_val_examples: int | None = Field(None, ge=1)
     max_test_examples: int | None = Field(None, ge=1)
+    fold: FoldSpec | None = Field(None, description="hold out one cross-validation fold of train as the test "
+                                  "set (lmforge cv sets this for each fold)")
 
 
 class FinetuneTrainConfig(TrainConfig):
@@ -67,6 +88,8 @@ class FinetuneConfig(StrictModel):
         description="override the body's dropout on attention probabilities while fine-tuning (0 lets "
                     "PyTorch use its fused attention kernel on CPU: measured 2x faster and half the "
                     "activation memory for MiniLM at 384 tokens); null keeps the body's own")
+    distill: DistillSettings | None = Field(None, description="train with a fine-tuned teacher's soft labels: "
+                                            "{teacher: DIR, temperature: 2, alpha: 0.5}")
     peft: PeftSettings | None = Field(None, description="train adapters (LoRA, DoRA, rsLoRA, IA3) instead of the "
                                       "whole body: {method: lora, r: 8, alpha: 16, target: all-linear}")
     train: FinetuneTrainConfig = Field(default_factory=FinetuneTrainConfig)
@@ -88,6 +111,8 @@ class FinetuneConfig(StrictModel):
             paths.append(str(resolve_model_dir(self.init_from)))
         if self.model is not None and self.model.vectors:  # word vectors that initialise a from-zero body
             paths.append(self.model.vectors)
+        if self.distill is not None:  # a retrained teacher retrains the student
+            paths.append(self.distill.teacher)
         return paths
 
 
@@ -132,13 +157,47 @@ def split_train_val(task: Task, examples: list[dict], data: TaskData) -> tuple[l
     return train, val
 
 
+def _example_text(e: dict) -> str:
+    """What near-duplicate grouping compares: the example's input text, whatever the task calls it."""
+    for key in ("text", "source", "context"):
+        if isinstance(e.get(key), str):
+            return e[key] + (" " + e["question"] if isinstance(e.get("question"), str) else "")
+    if isinstance(e.get("tokens"), list):
+        return " ".join(map(str, e["tokens"]))
+    return json.dumps({k: v for k, v in e.items() if k != "id"}, ensure_ascii=False, sort_keys=True)
+
+
+def fold_split(task: Task, data: TaskData, examples: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(the other folds, the held-out fold) of ``examples`` under ``data.fold``."""
+    from ..data.split import assign_folds
+
+    f = data.fold
+    scalar = all(isinstance(e.get("label"), (str, int)) for e in examples)
+    mode = f.mode or ("stratified" if scalar else "random")
+    if mode == "stratified" and not scalar:
+        raise InputError(f"{data.train}: stratified folds need one label per example",
+                         "set finetune.data.fold.mode to random or grouped")
+    records = [{"id": str(i), "text": _example_text(e),
+                "meta": {"label": str(e.get("label")), **({f.group_field: e.get(f.group_field)} if f.group_field else {})}}
+               for i, e in enumerate(examples)]
+    folds = assign_folds(records, f.k, mode, f.seed, group_field=f.group_field)
+    return ([e for e, i in zip(examples, folds) if i != f.index], [e for e, i in zip(examples, folds) if i == f.index])
+
+
 def training_split(task: Task, data: TaskData) -> tuple[list[dict], list[dict]]:
     """(train, validation) examples exactly as fine-tuning used them (deterministic: the evaluate
     stage re-derives the training examples for its baselines)."""
     examples = read_split(task, data, "train")
+    if data.fold is not None:
+        examples = fold_split(task, data, examples)[0]
     if data.val:
         return examples, read_split(task, data, "val")
     return split_train_val(task, examples, data)
+
+
+def held_out_fold(task: Task, data: TaskData) -> list[dict]:
+    """The test examples of a cross-validation fold: the held-out part of the training file."""
+    return fold_split(task, data, read_split(task, data, "train"))[1]
 
 
 def encode_all(task: Task, examples: list[dict], tok) -> list[dict]:
@@ -184,8 +243,16 @@ def run(cfg: FinetuneConfig, pretrain_model_dir: Path | None, out_dir: Path, pro
     tok = task.prepare_tokenizer(Tok.load(body_dir))
     train_f, val_f = encode_all(task, train_ex, tok), encode_all(task, val_ex, tok)
     warnings += _report_warnings(task, "finetune")
+    distill_info = None
+    if cfg.distill is not None:
+        from .distill import attach_teacher_logits
+
+        distill_info = attach_teacher_logits(cfg.distill, task, train_ex, train_f, progress)
+        task.distill = (cfg.distill.temperature, cfg.distill.alpha)
     variants = ["pretrained", "random"] if cfg.compare_random_init else ["pretrained"]
     metrics: dict = {"task": task.kind, "train_examples": len(train_ex), "val_examples": len(val_ex)}
+    if distill_info is not None:
+        metrics["distill"] = distill_info
     if "labels" in task.state:
         metrics["labels"] = task.state["labels"]
     outputs = []
