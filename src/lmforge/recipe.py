@@ -153,7 +153,7 @@ def run_recipe(recipe: Recipe, run_dir: str | Path | None = None, until: str | N
                               f"add {', '.join(missing)} to the recipe")
         inputs = hash_inputs(cfg.input_paths()) if hasattr(cfg, "input_paths") else {}
         upstream = {d: fps[d] for d in STAGES[stage].upstream if d in fps}
-        fp = fingerprint({"config": cfg.model_dump(mode="json"), "inputs": inputs, "upstream": upstream,
+        fp = fingerprint({"config": _outcome_config(cfg.model_dump(mode="json")), "inputs": inputs, "upstream": upstream,
                           "version": __version__})
         fps[stage] = fp
         if not force and run.is_fresh(stage, fp):
@@ -175,6 +175,17 @@ def run_recipe(recipe: Recipe, run_dir: str | Path | None = None, until: str | N
         if stage == until:
             break
     return run
+
+
+# settings that change where metrics are also sent, not what a stage computes: turning a tracker on
+# must not retrain a finished stage
+NOT_FINGERPRINTED = ("track", "tensorboard")
+
+
+def _outcome_config(d):
+    if isinstance(d, dict):
+        return {k: _outcome_config(v) for k, v in d.items() if k not in NOT_FINGERPRINTED}
+    return d
 
 
 def _headline(metrics: dict) -> str:

@@ -77,6 +77,8 @@ def test_target_errors_list_what_exists(tmp_path):
                                                          for n in ("q_proj", "kv_proj", "o_proj")]
     with pytest.raises(ValueError, match="adalora.*not available"):
         PeftSettings(method="adalora")
+    with pytest.raises(ValueError, match="qlora.*GPU only"):
+        PeftSettings(method="qlora")
     with pytest.raises(ValueError, match="unknown peft method"):
         PeftSettings(method="loha2")
 

@@ -25,7 +25,7 @@ def _shared(path: str, datasets: Path) -> Path:
 
 def test_every_recipe_is_there():
     assert {p.stem for p in RECIPES} >= {"sst2-minilm", "chnsenticorp-zh", "goemotions-minilm", "imdb-scratch",
-                                         "bert-mlm-then-classify"}
+                                         "bert-mlm-then-classify", "sst2-minilm-lora", "sst2-bow-tune", "sst2-distill-bow"}
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)

@@ -36,7 +36,9 @@ KINDS["all-linear"] = KINDS["attention"] + KINDS["mlp"]
 OUTPUT_MODULES = ("lm_head", "mlm_head", "mlm_dense", "nsp_head", "pooler")
 NOT_YET = {"adalora": "it reallocates ranks from inside the training loop (PeftModel only)",
            "prompt_tuning": "it prepends virtual tokens through a Hugging Face model's embedding hooks",
-           "prefix_tuning": "it feeds past_key_values through a Hugging Face model's attention"}
+           "prefix_tuning": "it feeds past_key_values through a Hugging Face model's attention",
+           "qlora": "a 4-bit base needs bitsandbytes' CUDA kernels (GPU only), not wired into lmforge bodies yet; "
+                    "on a CPU, LoRA on the fp32 or bf16 base is the option"}
 
 
 class PeftSettings(StrictModel):

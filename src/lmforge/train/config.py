@@ -41,7 +41,11 @@ class TrainConfig(StrictModel):
     log_every: int = Field(10, ge=1)
     seed: int = 1337
     peak_tflops: float | None = Field(None, gt=0, description="device peak for MFU; unset = no MFU")
-    tensorboard: bool = False
+    track: list[Literal["tensorboard", "wandb"]] = Field(
+        default_factory=list, description="experiment trackers fed the rows of metrics.jsonl: tensorboard "
+        "(event files in <out>/tensorboard) and/or wandb (offline, <out>/wandb, upload with `wandb sync`); "
+        "pip install 'lmforge[track]'")
+    tensorboard: bool = Field(False, description="the older spelling of track: [tensorboard]")
     device: str = "auto"
     threads: int | None = Field(None, ge=1, description="torch CPU threads; unset = torch default")
     distributed: Literal["auto", "none", "ddp", "fsdp"] = Field(

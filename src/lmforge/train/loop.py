@@ -31,6 +31,7 @@ from . import distributed
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, unwrap
 from .config import TrainConfig
 from .optim import lr_at, make_optimizer, set_lr
+from .tracking import Tracking
 
 # Called as hook(step, metrics) after every evaluation; lmforge tune adds its pruner here.
 EVAL_HOOKS: list = []
@@ -138,11 +139,9 @@ class Trainer:
         self.ckpt_root = self.out_dir / "checkpoints"
         self.metrics_path = self.out_dir / "metrics.jsonl"
         self.flops_per_token = flops_per_token(self.model)
-        self.tb = None
-        if cfg.tensorboard and distributed.is_main():
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(self.out_dir / "tensorboard"))
+        # built here so a missing package fails before any training; rank 0 only
+        track = [*cfg.track, *(["tensorboard"] if cfg.tensorboard else [])]
+        self.tracking = Tracking(track if distributed.is_main() else [], self.out_dir)
 
     # -- evaluation -------------------------------------------------------------------------
     @torch.no_grad()
@@ -208,10 +207,26 @@ class Trainer:
         state["history"].append(row)
         with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
-        if self.tb is not None:
-            for k, v in metrics.items():
-                if isinstance(v, (int, float)):
-                    self.tb.add_scalar(k, v, state["step"])
+        self.tracking.log(row)
+
+    def _hparams(self) -> dict:
+        """What the trackers record as this run's hyperparameters: the train config and the model's."""
+        config = next((m.config for m in unwrap(self.model).modules()
+                       if hasattr(getattr(m, "config", None), "to_dict")), None)
+        return {"train": self.cfg.model_dump(mode="json"), "model": config.to_dict() if config else {},
+                "precision": self.precision, "device": str(self.device), "world_size": self._world()}
+
+    @contextlib.contextmanager
+    def _tracked(self, state: dict):
+        """Trackers around the loop: final metrics are recorded even when a pruner or an error ends it."""
+        self.tracking.start(self._hparams(), state["step"])
+        try:
+            yield
+        finally:
+            last = state["history"][-1] if state["history"] else {}
+            self.tracking.finish({**last, "steps": state["step"], "best_val_loss": state["best_val_loss"],
+                                  "metric_for_best": self.cfg.metric_for_best, "best_metric": state["best_metric"],
+                                  "best_step": state["best_step"]})
 
     # -- training ---------------------------------------------------------------------------
     def train(self) -> TrainResult:
@@ -224,7 +239,7 @@ class Trainer:
 
         stopped_early = False
         start_step = state["step"]
-        with progress_bar(self.progress) as bar:
+        with progress_bar(self.progress) as bar, self._tracked(state):
             task = bar.add_task("train", total=cfg.max_steps, completed=state["step"], info="")
             t_last, tok_last = time.perf_counter(), state["tokens"]
             while state["step"] < cfg.max_steps:
@@ -328,8 +343,6 @@ class Trainer:
                 "best_step": state["best_step"], "restored_best": restored,
                 "precision": self.precision, "device": str(self.device), "distributed": self.mode,
                 "world_size": self._world()})
-        if self.tb is not None:
-            self.tb.close()
         distributed.teardown(self._created_pg)
         return TrainResult(state["step"], state["tokens"], state["elapsed_s"], state["history"],
                            state["best_val_loss"], stopped_early, state["best_metric"], state["best_step"])

@@ -44,7 +44,7 @@ def summarize(fold_metrics: list[dict]) -> dict:
     for variant in fold_metrics[0]:
         rows = [m.get(variant, {}) for m in fold_metrics]
         keys = [k for k, v in rows[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-                and k != "n" and all(isinstance(r.get(k), (int, float)) for r in rows)]
+                and k not in ("n", "confidence", "bootstrap_resamples") and all(isinstance(r.get(k), (int, float)) for r in rows)]
         out[variant] = {k: {"mean": statistics.fmean(r[k] for r in rows),
                             "std": statistics.stdev([r[k] for r in rows]) if len(rows) > 1 else 0.0,
                             "folds": [r[k] for r in rows]} for k in keys}
