@@ -1,4 +1,5 @@
-"""Adapters (LoRA, DoRA, rsLoRA, IA3) injected through peft into our own modules: training, saving, merging."""
+"""Adapters in our own modules: LoRA, DoRA, rsLoRA, AdaLoRA, IA3 (through peft), bottleneck adapters and
+prefix tuning (ours): training, saving, merging, cached decoding."""
 
 import json
 
@@ -12,8 +13,19 @@ from lmforge.models.heads import SequenceClassifier
 from lmforge.models.io import load_model, save_model
 
 peft = pytest.importorskip("peft")
-from lmforge.models.peft import (PeftSettings, base_reference, check_gradients, inject, merge,  # noqa: E402
-                                 resolve_targets)
+from lmforge.models.peft import (
+    PeftSettings,
+    adapter_ranks,
+    after_step,
+    base_reference,
+    check_gradients,
+    inject,
+    merge,
+    regulariser,
+    resolve_targets,
+    start_training,
+)
+from lmforge.models.seq2seq import Seq2Seq, Seq2SeqConfig
 
 
 def _bert_clf(tmp_path, pooling="mean"):
@@ -75,8 +87,8 @@ def test_target_errors_list_what_exists(tmp_path):
         resolve_targets(model.body, ["query"])
     assert resolve_targets(model.body, "attention") == [f"blocks.{i}.attn.{n}" for i in range(2)
                                                          for n in ("q_proj", "kv_proj", "o_proj")]
-    with pytest.raises(ValueError, match="adalora.*not available"):
-        PeftSettings(method="adalora")
+    with pytest.raises(ValueError, match="prompt_tuning.*not available.*prefix_tuning"):
+        PeftSettings(method="prompt_tuning")
     with pytest.raises(ValueError, match="qlora.*GPU only"):
         PeftSettings(method="qlora")
     with pytest.raises(ValueError, match="unknown peft method"):
@@ -149,3 +161,99 @@ def test_modules_to_save_are_trained_in_full(tmp_path):
     with pytest.raises(ConfigError, match="not a module"):
         m2, b2 = _bert_clf(tmp_path / "x")
         inject(m2, PeftSettings(modules_to_save=["embeddings"]), b2)
+
+
+@pytest.mark.parametrize("settings,adapted", [
+    (PeftSettings(method="bottleneck", bottleneck_size=4), ["blocks.0.mlp.down", "blocks.1.mlp.down"]),
+    (PeftSettings(method="bottleneck", placement="houlsby"), [f"blocks.{i}.{m}" for i in range(2)
+                                                              for m in ("attn.o_proj", "mlp.down")]),
+    (PeftSettings(method="prefix_tuning", num_virtual_tokens=3), ["blocks.0.attn", "blocks.1.attn"])],
+    ids=["pfeiffer", "houlsby", "prefix"])
+def test_bottleneck_and_prefix_train_save_load_and_refuse_merge(tmp_path, settings, adapted):
+    model, base = _bert_clf(tmp_path)
+    model.eval()
+    ids, mask = _batch()
+    plain = model(ids, mask)[0]
+    info = inject(model, settings, base)
+    assert json.loads(json.dumps(model.lmforge_peft))["targets"] == adapted
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {n for n in trainable if "adapter_" in n or "prefix_" in n or n.startswith("head.")}
+    assert info["adapter_params"] > 0 and info["trainable_share"] < 0.2
+    if settings.method == "bottleneck":  # the up projection starts at zero: exactly the base model
+        assert torch.equal(model(ids, mask)[0], plain)
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    for _ in range(2):  # a bottleneck's down projection gets gradient once up is non-zero
+        model(ids, mask)[0].logsumexp(-1).mean().backward()
+        check_gradients(model)
+        opt.step()
+        opt.zero_grad()
+    params = dict(model.named_parameters())
+    assert all(not torch.equal(params[n], b) for n, b in before.items())
+    model.eval()
+    ref = model(ids, mask)[0]
+    save_model(model, tmp_path / "adapted")
+    back = load_model(tmp_path / "adapted").eval()
+    assert torch.equal(back(ids, mask)[0], ref)
+    with pytest.raises(ConfigError, match="cannot be merged"):
+        merge(back)
+
+
+def test_prefix_keeps_cached_and_left_padded_decoding_exact(tmp_path):
+    """The prefix sits in front of the keys at every step and never in the cache: incremental decoding,
+    grouped-query heads and left-padded batches give what one full forward pass gives."""
+    torch.manual_seed(0)
+    gpt = GPT(GPTConfig(vocab_size=40, block_size=32, n_layer=2, n_head=4, n_kv_head=2, d_model=32, positions="rope"))
+    save_model(gpt, tmp_path / "base")
+    inject(gpt, PeftSettings(method="prefix_tuning", num_virtual_tokens=3), base_reference(tmp_path / "base"))
+    gpt.eval()
+    ids = torch.randint(0, 40, (2, 12))
+    with torch.no_grad():
+        full = gpt(ids)[0]
+        cache = gpt.new_cache(max_len=16)
+        steps = [gpt(ids[:, :8], cache=cache)[0]] + [gpt(ids[:, t:t + 1], cache=cache)[0] for t in range(8, 12)]
+        assert (torch.cat(steps, 1) - full).abs().max() < 1e-5
+        padded = torch.cat([torch.zeros(1, 3, dtype=torch.long), ids[1:, :9]], 1)
+        keep = torch.cat([torch.zeros(1, 3, dtype=torch.long), torch.ones(1, 9, dtype=torch.long)], 1)
+        assert (gpt(padded, attention_mask=keep)[0][:, 3:] - full[1:, :9]).abs().max() < 1e-5
+    s2s = Seq2Seq(Seq2SeqConfig(vocab_size=40, block_size=16, n_encoder_layer=1, n_decoder_layer=1, n_head=2,
+                                d_model=16))
+    save_model(s2s, tmp_path / "s2s")
+    info = inject(s2s, PeftSettings(method="prefix_tuning", num_virtual_tokens=2), base_reference(tmp_path / "s2s"))
+    assert info["adapted_modules"] == 2  # encoder and decoder self-attention; cross-attention keeps its memory
+    src = torch.randint(3, 40, (2, 6))
+    beams = s2s.beam_search(src, num_beams=2, max_new_tokens=4)
+    greedy = s2s.generate(src, use_cache=False)
+    assert len(beams) == 2 and len(greedy) == 2
+
+
+def test_adalora_prunes_ranks_to_the_budget_and_merges(tmp_path):
+    model, base = _bert_clf(tmp_path)
+    settings = PeftSettings(method="adalora", r=2, init_r=4, tinit=0.1, tfinal=0.3, delta_t=1)
+    inject(model, settings, base)
+    assert set(adapter_ranks(model).values()) == {0}  # lora_E starts at zero, as in the paper
+    start_training(model, 20)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    ids, mask = _batch()
+    model.train()
+    for step in range(20):
+        loss = model(ids, mask)[0].logsumexp(-1).mean() + regulariser(model)
+        loss.backward()
+        opt.step()
+        after_step(model, step)
+        opt.zero_grad()
+    ranks = adapter_ranks(model)
+    assert len(ranks) == 10 and sum(ranks.values()) == 2 * 10  # the budget: r on average
+    assert max(ranks.values()) <= 4 and len(set(ranks.values())) > 1  # spread by importance, not uniform
+    model.eval()
+    ref = model(ids, mask)[0]
+    save_model(model, tmp_path / "adapted")
+    assert json.loads((tmp_path / "adapted" / "adapter_config.json").read_text())["ranks"] == ranks
+    back = load_model(tmp_path / "adapted").eval()
+    assert torch.equal(back(ids, mask)[0], ref)
+    assert (merge(back)(ids, mask)[0] - ref).abs().max() <= 1e-5
+    other, base = _bert_clf(tmp_path / "other")
+    inject(other, PeftSettings(method="adalora", tinit=0.5, tfinal=0.5), base)
+    with pytest.raises(ConfigError, match="no steps"):
+        start_training(other, 100)

@@ -12,8 +12,8 @@ from dataclasses import asdict, fields
 from typing import ClassVar
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 
 class RMSNorm(nn.Module):
@@ -160,6 +160,7 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(d_model, d_model, bias=bias)
         self.dropout = dropout
         self.rotary = rotary
+        self.prefix: nn.Module | None = None  # learned keys/values every query also sees (prefix tuning, models/peft.py)
 
     def forward(self, x: torch.Tensor, *, causal: bool = False, mask: torch.Tensor | None = None,
                 context: torch.Tensor | None = None, cache: KVCache | None = None, layer: int = 0,
@@ -183,13 +184,19 @@ class Attention(nn.Module):
                 cache.k[layer], cache.v[layer] = k, v
             elif cache is not None:
                 k, v = cache.update(layer, k, v)
+        n_prefix = 0
+        if self.prefix is not None and not self.cross:  # in front of the keys, never in the cache
+            k, v = self.prefix(k, v)
+            n_prefix = self.prefix.length
+            if mask is not None:
+                mask = torch.cat([mask.new_ones(*mask.shape[:-1], n_prefix), mask], dim=-1)
         if self.n_kv_head != self.n_head:
             rep = self.n_head // self.n_kv_head
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
         is_causal = causal and mask is None
-        if is_causal and offset > 0 and T == 1:
+        if is_causal and offset + n_prefix > 0 and T == 1:
             is_causal = False  # one new token sees every cached key: no mask at all
-        elif is_causal and offset > 0:
+        elif is_causal and offset + n_prefix > 0:
             # decoding with a cache: new queries see every cached key plus the causal part of the new ones
             S = k.shape[-2]
             mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=S - T)

@@ -1,8 +1,13 @@
-"""Parameter-efficient fine-tuning: LoRA (and DoRA, rsLoRA) or IA3 adapters in our own modules, via ``peft``.
+"""Parameter-efficient fine-tuning in our own modules: LoRA (DoRA, rsLoRA), AdaLoRA and IA3 via ``peft``;
+bottleneck adapters (Houlsby, Pfeiffer) and prefix tuning written here.
 
-Why not ``peft.PeftModel``: it wraps Hugging Face models. ``peft.inject_adapter_in_model`` replaces
-the targeted ``nn.Linear`` layers of any module in place, so our heads, configs, trainer, checkpoints
-and loading keep working unchanged; only saving and loading learn one more layout.
+Why not ``peft.PeftModel``: it wraps Hugging Face models. ``peft.inject_adapter_in_model`` (and, for
+AdaLoRA, its tuner class, kept because it owns the rank allocator) replaces the targeted ``nn.Linear``
+layers of any module in place, so our heads, configs, trainer, checkpoints and loading keep working
+unchanged; only saving and loading learn one more layout. peft has no bottleneck adapter, and its
+prefix tuning feeds ``past_key_values`` through a Hugging Face model's forward; ours puts the learned
+keys and values into our one attention module (layers.Attention), so it works on every body,
+KV-cached generation included.
 
 An adapted model directory holds ``config.json`` (the model as always), ``adapter_config.json`` (the
 settings, the adapted module names and a reference to the base weights) and ``adapter.safetensors``
@@ -22,8 +27,9 @@ from pathlib import Path
 
 import safetensors.torch
 import torch
-import torch.nn as nn
+import torch.nn.functional as F
 from pydantic import Field, field_validator
+from torch import nn
 
 from ..config import StrictModel
 from ..errors import ConfigError, InputError
@@ -34,9 +40,11 @@ KINDS = {"attention": ("q_proj", "kv_proj", "o_proj"), "mlp": ("gate", "up", "do
 KINDS["all-linear"] = KINDS["attention"] + KINDS["mlp"]
 # output projections and heads of the pretraining objectives: never adapted by a kind
 OUTPUT_MODULES = ("lm_head", "mlm_head", "mlm_dense", "nsp_head", "pooler")
-NOT_YET = {"adalora": "it reallocates ranks from inside the training loop (PeftModel only)",
-           "prompt_tuning": "it prepends virtual tokens through a Hugging Face model's embedding hooks",
-           "prefix_tuning": "it feeds past_key_values through a Hugging Face model's attention",
+METHODS = ("lora", "adalora", "ia3", "bottleneck", "prefix_tuning")
+MERGEABLE = ("lora", "adalora", "ia3")  # weight deltas; bottlenecks and prefixes add computation instead
+ADALORA = "lmforge_adalora"  # peft's AdaLoraModel (owns the rank allocator), kept on the model, not as a submodule
+NOT_YET = {"prompt_tuning": "its virtual input tokens change every body's sequence length and positions; "
+                            "prefix_tuning gives each layer learned virtual keys/values instead and works on every body",
            "qlora": "a 4-bit base needs bitsandbytes' CUDA kernels (GPU only), not wired into lmforge bodies yet; "
                     "on a CPU, LoRA on the fp32 or bf16 base is the option"}
 
@@ -44,7 +52,8 @@ NOT_YET = {"adalora": "it reallocates ranks from inside the training loop (PeftM
 class PeftSettings(StrictModel):
     """``finetune.peft``: which adapters go where."""
 
-    method: str = Field("lora", description="lora or ia3 (DoRA/rsLoRA are LoRA switches)")
+    method: str = Field("lora", description="lora, adalora, ia3, bottleneck or prefix_tuning (DoRA/rsLoRA are "
+                                            "LoRA switches)")
     r: int = Field(8, ge=1, description="LoRA rank")
     alpha: float = Field(16.0, gt=0, description="LoRA scale numerator: updates are scaled by alpha / r")
     dropout: float = Field(0.05, ge=0.0, lt=1.0, description="dropout on the LoRA input")
@@ -55,16 +64,79 @@ class PeftSettings(StrictModel):
     modules_to_save: list[str] = Field(default_factory=list,
                                        description="body modules trained in full as well (e.g. wte)")
     seed: int | None = Field(None, description="seed for the adapters' initialisation (default: the training seed)")
+    # AdaLoRA (Zhang et al., 2023): start at init_r, prune to an average of r by importance
+    init_r: int | None = Field(None, ge=1, description="AdaLoRA's starting rank (default 1.5 r)")
+    tinit: float = Field(0.1, ge=0, lt=1, description="AdaLoRA: share of the steps before ranks are pruned")
+    tfinal: float = Field(0.2, ge=0, lt=1, description="AdaLoRA: share of the steps trained at the final ranks")
+    delta_t: int = Field(10, ge=1, description="AdaLoRA: steps between rank reallocations")
+    orth_reg_weight: float = Field(0.5, ge=0, description="AdaLoRA: weight of the orthogonality penalty on P and Q")
+    # bottleneck adapters (Houlsby et al., 2019; Pfeiffer et al., 2021)
+    placement: str = Field("pfeiffer", description="bottleneck: pfeiffer (after each MLP) or houlsby (after "
+                                                  "attention and MLP)")
+    bottleneck_size: int | None = Field(None, ge=1, description="bottleneck width (default d_model / 16)")
+    # prefix tuning (Li & Liang, 2021)
+    num_virtual_tokens: int = Field(20, ge=1, description="prefix_tuning: learned key/value positions per layer")
 
     @field_validator("method")
     @classmethod
     def _known(cls, v: str) -> str:
         if v in NOT_YET:
             raise ValueError(f"peft method '{v}' is not available on lmforge bodies yet: {NOT_YET[v]}; "
-                             "use lora (with use_dora/use_rslora) or ia3")
-        if v not in ("lora", "ia3"):
-            raise ValueError(f"unknown peft method '{v}' (use lora or ia3)")
+                             f"use one of {', '.join(METHODS)}")
+        if v not in METHODS:
+            raise ValueError(f"unknown peft method '{v}' (use one of {', '.join(METHODS)})")
         return v
+
+    @field_validator("placement")
+    @classmethod
+    def _placement(cls, v: str) -> str:
+        if v not in ("pfeiffer", "houlsby"):
+            raise ValueError(f"unknown bottleneck placement '{v}' (use pfeiffer or houlsby)")
+        return v
+
+
+class Bottleneck(nn.Module):
+    """A bottleneck adapter on a sublayer's output projection: ``y + up(gelu(down(y)))``.
+
+    It sits where Houlsby et al. put it, after the projection and before the residual sum. ``up``
+    starts at zero, so training starts from exactly the base model."""
+
+    def __init__(self, base_layer: nn.Linear, size: int, dropout: float):
+        super().__init__()
+        self.base_layer = base_layer
+        d = base_layer.out_features
+        self.adapter_down = nn.Linear(d, size)
+        self.adapter_up = nn.Linear(size, d)
+        self.adapter_drop = nn.Dropout(dropout)
+        nn.init.zeros_(self.adapter_up.weight)
+        nn.init.zeros_(self.adapter_up.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.base_layer(x)
+        return y + self.adapter_up(self.adapter_drop(F.gelu(self.adapter_down(y))))
+
+
+class PrefixKV(nn.Module):
+    """Prefix tuning: ``length`` learned keys and values per key/value head, in front of a layer's own.
+
+    Every query may attend to them (padding and causal masks never hide them); they carry no position
+    (RoPE is not applied to them) and never enter the KV cache, so cached decoding and beam search
+    work unchanged. Initialised from real tokens' projections, which trains more stably than noise."""
+
+    def __init__(self, k: torch.Tensor, v: torch.Tensor):
+        super().__init__()
+        self.prefix_k = nn.Parameter(k.detach().clone())  # (n_kv_head, length, head_dim)
+        self.prefix_v = nn.Parameter(v.detach().clone())
+
+    @property
+    def length(self) -> int:
+        return self.prefix_k.shape[1]
+
+    def forward(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        B = k.shape[0]
+        pk = self.prefix_k.to(k.dtype).unsqueeze(0).expand(B, -1, -1, -1)
+        pv = self.prefix_v.to(v.dtype).unsqueeze(0).expand(B, -1, -1, -1)
+        return torch.cat([pk, k], dim=2), torch.cat([pv, v], dim=2)
 
 
 def _peft():
@@ -117,8 +189,73 @@ def _peft_config(settings: PeftSettings, targets: list[str]):
     if settings.method == "ia3":  # IA3 scales the input of feed-forward outputs, the output of the rest
         ff = [t for t in targets if t.split(".")[-1] in ("down",)]
         return peft.IA3Config(target_modules=targets, feedforward_modules=ff)
+    if settings.method == "adalora":  # step counts are placeholders until the trainer knows them (start_training)
+        return peft.AdaLoraConfig(init_r=settings.init_r or max(settings.r + settings.r // 2, settings.r + 1),
+                                  target_r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                                  target_modules=targets, total_step=10, tinit=0, tfinal=0, deltaT=settings.delta_t,
+                                  orth_reg_weight=settings.orth_reg_weight)
     return peft.LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                            target_modules=targets, use_dora=settings.use_dora, use_rslora=settings.use_rslora)
+
+
+def self_attention_names(root: nn.Module) -> list[str]:
+    from .layers import Attention
+
+    return [n for n, m in root.named_modules() if isinstance(m, Attention) and not m.cross and n]
+
+
+def _targets(root: nn.Module, settings: PeftSettings) -> list[str]:
+    """What the method adapts: linear layers by ``target``; sublayer outputs (bottleneck); attention (prefix)."""
+    if settings.method == "bottleneck":
+        kinds = ("o_proj", "down") if settings.placement == "houlsby" else ("down",)
+        found = [n for n in linear_names(root) if n.split(".")[-1] in kinds]
+        if not found:
+            raise ConfigError(f"finetune.peft.method=bottleneck: this {type(root).__name__} has no attention or MLP "
+                              f"output projection ({' or '.join(kinds)}) to put adapters after",
+                              "use it on a Transformer body (GPT, BERT, seq2seq), or lora with module names")
+        return found
+    if settings.method == "prefix_tuning":
+        found = self_attention_names(root)
+        if not found:
+            raise ConfigError(f"finetune.peft.method=prefix_tuning needs self-attention layers; this "
+                              f"{type(root).__name__} has none", "use it on a Transformer body, or lora with module names")
+        return found
+    return resolve_targets(root, settings.target)
+
+
+def _inject_bottlenecks(root: nn.Module, settings: PeftSettings, targets: list[str]) -> None:
+    for name in targets:
+        parent_name, _, child = name.rpartition(".")
+        parent = root.get_submodule(parent_name) if parent_name else root
+        base = getattr(parent, child)
+        size = settings.bottleneck_size or max(1, base.out_features // 16)
+        setattr(parent, child, Bottleneck(base, size, settings.dropout))
+    for p in root.parameters():
+        p.requires_grad_(False)
+    for m in root.modules():
+        if isinstance(m, Bottleneck):
+            for n, p in m.named_parameters():
+                p.requires_grad_(n.startswith("adapter_"))
+
+
+def _inject_prefixes(root: nn.Module, settings: PeftSettings, targets: list[str]) -> None:
+    """Each layer's prefix starts as its own keys/values of randomly drawn vocabulary entries (unit RMS)."""
+    tables = [m for m in root.modules() if isinstance(m, nn.Embedding)]
+    n = settings.num_virtual_tokens
+    if tables:
+        table = max(tables, key=lambda m: m.num_embeddings).weight.detach()
+        x = table[torch.randint(0, table.shape[0], (n,))]
+    else:
+        x = torch.randn(n, root.get_submodule(targets[0]).q_proj.in_features)
+    x = x / x.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-6)
+    for p in root.parameters():
+        p.requires_grad_(False)
+    with torch.no_grad():
+        for name in targets:
+            attn = root.get_submodule(name)
+            kv = attn.kv_proj(x.to(attn.kv_proj.weight.dtype)).view(n, 2, attn.n_kv_head, attn.head_dim)
+            kv = kv.permute(1, 2, 0, 3)  # (2, n_kv_head, n, head_dim)
+            attn.prefix = PrefixKV(kv[0], kv[1])
 
 
 def inject(model: nn.Module, settings: PeftSettings, base: dict, targets: list[str] | None = None) -> dict:
@@ -127,10 +264,18 @@ def inject(model: nn.Module, settings: PeftSettings, base: dict, targets: list[s
     Only parameters outside the adapted root (task heads) and ``modules_to_save`` stay trainable
     next to the adapters."""
     root = adapted_root(model)
-    targets = targets if targets is not None else resolve_targets(root, settings.target)
+    targets = targets if targets is not None else _targets(root, settings)
     if settings.seed is not None:
         torch.manual_seed(settings.seed)
-    _peft().inject_adapter_in_model(_peft_config(settings, targets), root)
+    if settings.method == "bottleneck":
+        _inject_bottlenecks(root, settings, targets)
+    elif settings.method == "prefix_tuning":
+        _inject_prefixes(root, settings, targets)
+    elif settings.method == "adalora":  # the tuner object owns the rank allocator the trainer steps
+        tuner = _peft().AdaLoraModel(root, _peft_config(settings, targets), "default")
+        object.__setattr__(model, ADALORA, (tuner, settings))  # not registered: tuner.model is root itself
+    else:
+        _peft().inject_adapter_in_model(_peft_config(settings, targets), root)
     modules = dict(root.named_modules())
     for name in settings.modules_to_save:
         if name not in modules:
@@ -148,20 +293,69 @@ def inject(model: nn.Module, settings: PeftSettings, base: dict, targets: list[s
 
 
 def _is_adapter(name: str) -> bool:
-    return any(k in name for k in ("lora_", "ia3_"))
+    return any(k in name for k in ("lora_", "ia3_", "adapter_", "prefix_"))
+
+
+def start_training(model: nn.Module, total_steps: int) -> None:
+    """AdaLoRA's schedule is in steps: set it once the trainer knows how many there are."""
+    held = getattr(model, ADALORA, None)
+    if held is None:
+        return
+    tuner, settings = held
+    c = tuner.peft_config["default"]
+    c.total_step, c.tinit, c.tfinal = total_steps, int(settings.tinit * total_steps), int(settings.tfinal * total_steps)
+    if c.tinit >= c.total_step - c.tfinal:
+        raise ConfigError(f"finetune.peft: AdaLoRA's tinit ({settings.tinit}) and tfinal ({settings.tfinal}) leave no "
+                          f"steps of {total_steps} to reallocate ranks in", "lower tinit/tfinal or train longer")
+
+
+def regulariser(model: nn.Module) -> torch.Tensor | None:
+    """AdaLoRA's orthogonality penalty on P (lora_A) and Q (lora_B), as peft's AdaLoraModel.forward adds it."""
+    held = getattr(model, ADALORA, None)
+    if held is None or held[1].orth_reg_weight == 0:
+        return None
+    terms = []
+    for n, p in adapted_root(model).named_parameters():
+        if p.requires_grad and ("lora_A" in n or "lora_B" in n):
+            cov = p @ p.T if "lora_A" in n else p.T @ p
+            terms.append(torch.linalg.matrix_norm(cov - torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)))
+    return held[1].orth_reg_weight * torch.stack(terms).mean() if terms else None
+
+
+def after_step(model: nn.Module, step: int) -> None:
+    """After the optimizer step, before the gradients are cleared: AdaLoRA scores and prunes ranks."""
+    held = getattr(model, ADALORA, None)
+    if held is not None:
+        held[0].update_and_allocate(step)
+
+
+def adapter_ranks(model: nn.Module) -> dict[str, int] | None:
+    """AdaLoRA: the rank each adapted module kept (its non-zero singular values)."""
+    if getattr(model, ADALORA, None) is None:
+        return None
+    return {n[: -len(".lora_E.default")]: int((p != 0).sum()) for n, p in adapted_root(model).named_parameters()
+            if n.endswith("lora_E.default")}
 
 
 def is_adapted(model: nn.Module) -> bool:
     return getattr(model, ATTR, None) is not None
 
 
+def _adapter_layers(root: nn.Module) -> list[tuple[str, nn.Module]]:
+    kinds: tuple = (Bottleneck, PrefixKV)
+    try:
+        import peft
+
+        kinds += (peft.tuners.tuners_utils.BaseTunerLayer,)
+    except ImportError:
+        pass
+    return [(n, m) for n, m in root.named_modules() if isinstance(m, kinds)]
+
+
 def check_gradients(model: nn.Module) -> None:
     """After a backward pass: every adapted module got a non-zero gradient, else training it is a no-op."""
-    peft = _peft()
     dead = []
-    for name, m in adapted_root(model).named_modules():
-        if not isinstance(m, peft.tuners.tuners_utils.BaseTunerLayer):
-            continue
+    for name, m in _adapter_layers(adapted_root(model)):
         grads = [p.grad for n, p in m.named_parameters() if _is_adapter(n) and p.requires_grad]
         if not grads or all(g is None or not torch.any(g != 0) for g in grads):
             dead.append(name)
@@ -225,6 +419,9 @@ def save_adapted(model: nn.Module, directory: Path, extra_files=()) -> Path:
     from ..runs import atomic_dir, atomic_write_json
 
     spec = dict(getattr(model, ATTR))
+    ranks = adapter_ranks(model)
+    if ranks is not None:  # what AdaLoRA kept; the pruned singular values are stored as zeros
+        spec["ranks"] = ranks
     base = dict(spec["base"])
     directory = Path(directory)
     if not base["spec"].startswith("package:") and "abs" in base:  # relative to where the model is written
@@ -284,6 +481,12 @@ def load_adapted(directory: str | Path, device: str = "cpu") -> nn.Module:
 def merge(model: nn.Module) -> nn.Module:
     """Fold every adapter into its base layer and drop the adapter modules (in place): a plain model."""
     peft = _peft()
+    method = getattr(model, ATTR, {}).get("settings", {}).get("method", "lora")
+    if method not in MERGEABLE:
+        raise ConfigError(f"a {method} adapter cannot be merged: it adds computation beside the base weights, "
+                          "not a change to them",
+                          f"use the adapted model directory as it is (it loads wherever lmforge models load); "
+                          f"merging works for {', '.join(MERGEABLE)}")
     root = adapted_root(model)
     layers = [(n, m) for n, m in root.named_modules() if isinstance(m, peft.tuners.tuners_utils.BaseTunerLayer)]
     for name, m in layers:
@@ -295,4 +498,5 @@ def merge(model: nn.Module) -> nn.Module:
         p.requires_grad_(True)
     if hasattr(model, ATTR):
         delattr(model, ATTR)
+    model.__dict__.pop(ADALORA, None)
     return model

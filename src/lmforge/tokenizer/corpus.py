@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
 import os
 import tempfile
 from concurrent.futures import ProcessPoolExecutor

@@ -16,16 +16,23 @@ import contextlib
 import json
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import Protocol
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from ..errors import ConfigError
 from ..models.io import save_model
-from ..models.peft import check_gradients, is_adapted
+from ..models.peft import (
+    after_step,
+    check_gradients,
+    is_adapted,
+    regulariser,
+    start_training,
+)
 from ..runs import atomic_write_json
 from . import distributed
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, unwrap
@@ -116,6 +123,7 @@ class Trainer:
         self._created_pg = distributed.setup(cfg.distributed)
         self.device = distributed.device_for(cfg.device)
         self.model = model.to(self.device)
+        self.adapted = is_adapted(model)
         if is_adapted(model) and self.mode == "fsdp":
             raise ConfigError("finetune.peft with distributed fsdp is not supported (FSDP saving rebuilds plain models)",
                               "use distributed: ddp, or train the adapters on one process")
@@ -123,6 +131,8 @@ class Trainer:
             # epochs become steps once the data is known; the schedule then sees the real length
             steps = max(1, math.ceil(cfg.max_epochs * objective.steps_per_epoch))
             self.cfg = cfg = cfg.model_copy(update={"max_steps": steps})
+        if is_adapted(model):
+            start_training(model, cfg.max_steps)  # AdaLoRA's rank schedule counts steps
         # the flag lives on the body (a head wrapper forwards nothing): set it on every module that has it
         for m in unwrap(self.model).modules():
             if hasattr(m, "gradient_checkpointing"):
@@ -259,6 +269,9 @@ class Trainer:
                     with self._no_sync(i < n_micro - 1), self.autocast:
                         loss_sum, _ = self.objective.loss(self.forward_model, batch)
                         loss = loss_sum * scale
+                        reg = regulariser(unwrap(self.model)) if self.adapted else None
+                        if reg is not None:  # e.g. AdaLoRA's orthogonality penalty, once per step
+                            loss = loss + reg / n_micro
                     self.scaler.scale(loss).backward()
                     loss_total += float(loss_sum.detach())
                     state["tokens"] += self.objective.tokens(batch) * self._world()
@@ -271,6 +284,8 @@ class Trainer:
                         torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip))
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
+                if self.adapted:
+                    after_step(unwrap(self.model), step)  # AdaLoRA scores ranks from these gradients
                 self.optimizer.zero_grad(set_to_none=True)
                 state["step"] = step + 1
                 state["elapsed_s"] += time.perf_counter() - t0
