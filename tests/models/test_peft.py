@@ -87,8 +87,9 @@ def test_target_errors_list_what_exists(tmp_path):
         resolve_targets(model.body, ["query"])
     assert resolve_targets(model.body, "attention") == [f"blocks.{i}.attn.{n}" for i in range(2)
                                                          for n in ("q_proj", "kv_proj", "o_proj")]
-    with pytest.raises(ValueError, match="prompt_tuning.*not available.*prefix_tuning"):
-        PeftSettings(method="prompt_tuning")
+    gpt = GPT(GPTConfig(vocab_size=40, block_size=16, n_layer=1, n_head=2, d_model=16))
+    with pytest.raises(ConfigError, match="prompt_tuning needs an encoder body.*prefix_tuning"):
+        inject(gpt, PeftSettings(method="prompt_tuning"), {"spec": "x"})
     with pytest.raises(ValueError, match="qlora.*GPU only"):
         PeftSettings(method="qlora")
     with pytest.raises(ValueError, match="unknown peft method"):
@@ -167,9 +168,10 @@ def test_modules_to_save_are_trained_in_full(tmp_path):
     (PeftSettings(method="bottleneck", bottleneck_size=4), ["blocks.0.mlp.down", "blocks.1.mlp.down"]),
     (PeftSettings(method="bottleneck", placement="houlsby"), [f"blocks.{i}.{m}" for i in range(2)
                                                               for m in ("attn.o_proj", "mlp.down")]),
-    (PeftSettings(method="prefix_tuning", num_virtual_tokens=3), ["blocks.0.attn", "blocks.1.attn"])],
-    ids=["pfeiffer", "houlsby", "prefix"])
-def test_bottleneck_and_prefix_train_save_load_and_refuse_merge(tmp_path, settings, adapted):
+    (PeftSettings(method="prefix_tuning", num_virtual_tokens=3), ["blocks.0.attn", "blocks.1.attn"]),
+    (PeftSettings(method="prompt_tuning", num_virtual_tokens=3), ["prompt"])],
+    ids=["pfeiffer", "houlsby", "prefix", "prompt"])
+def test_bottleneck_prefix_prompt_train_save_load_and_refuse_merge(tmp_path, settings, adapted):
     model, base = _bert_clf(tmp_path)
     model.eval()
     ids, mask = _batch()
@@ -177,7 +179,8 @@ def test_bottleneck_and_prefix_train_save_load_and_refuse_merge(tmp_path, settin
     info = inject(model, settings, base)
     assert json.loads(json.dumps(model.lmforge_peft))["targets"] == adapted
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable == {n for n in trainable if "adapter_" in n or "prefix_" in n or n.startswith("head.")}
+    assert trainable == {n for n in trainable if any(k in n for k in ("adapter_", "prefix_", "prompt_"))
+                         or n.startswith("head.")}
     assert info["adapter_params"] > 0 and info["trainable_share"] < 0.2
     if settings.method == "bottleneck":  # the up projection starts at zero: exactly the base model
         assert torch.equal(model(ids, mask)[0], plain)
@@ -257,3 +260,28 @@ def test_adalora_prunes_ranks_to_the_budget_and_merges(tmp_path):
     inject(other, PeftSettings(method="adalora", tinit=0.5, tfinal=0.5), base)
     with pytest.raises(ConfigError, match="no steps"):
         start_training(other, 100)
+
+
+def test_prompt_tuning_leaves_outputs_one_per_real_token(tmp_path):
+    """The prompt vectors are read by every token, then dropped: hidden states keep the input's length,
+    padding stays padding, and a seq2seq decoder's memory is the real source positions only."""
+    torch.manual_seed(0)
+    bert = BERT(BertConfig(vocab_size=50, block_size=16, n_layer=2, n_head=2, d_model=32))
+    save_model(bert, tmp_path / "b")
+    ids, mask = _batch()
+    plain = bert.eval().hidden_states(ids, attention_mask=mask)
+    inject(bert, PeftSettings(method="prompt_tuning", num_virtual_tokens=4), base_reference(tmp_path / "b"))
+    h = bert.hidden_states(ids, attention_mask=mask)
+    assert h.shape == plain.shape and not torch.allclose(h, plain)
+    short = bert.hidden_states(ids[1:2, :6], attention_mask=mask[1:2, :6])  # row 1 without its padding
+    assert (short - h[1:2, :6]).abs().max() < 1e-5
+    s2s = Seq2Seq(Seq2SeqConfig(vocab_size=40, block_size=16, n_encoder_layer=1, n_decoder_layer=1, n_head=2,
+                                d_model=16))
+    save_model(s2s, tmp_path / "s")
+    inject(s2s, PeftSettings(method="prompt_tuning", num_virtual_tokens=2), base_reference(tmp_path / "s"))
+    src = torch.randint(3, 40, (2, 6))
+    assert s2s.hidden_states(src).shape == (2, 6, 16)
+    logits, loss = s2s(src, src, targets=src)
+    loss.backward()
+    assert s2s.prompt.prompt_embeddings.grad.abs().sum() > 0
+    assert len(s2s.beam_search(src, num_beams=2, max_new_tokens=3)) == 2

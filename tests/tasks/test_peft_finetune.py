@@ -113,8 +113,8 @@ def test_peft_settings_errors_name_the_key(tmp_path):
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text("name: x\nfinetune:\n  data: {train: a.jsonl}\n  init_from: somewhere\n"
-                      "  peft: {method: prompt_tuning}\n")
-    with pytest.raises(ConfigError, match="peft.*prompt_tuning.*prefix_tuning"):
+                      "  peft: {method: qlora}\n")
+    with pytest.raises(ConfigError, match="peft.*qlora.*GPU only"):
         load_recipe(recipe)
     body_dir = _tiny_body(tmp_path)
     data, _ = _data(tmp_path)

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import MLP, Attention, ModelConfig, init_weights, mlp_hidden_size
+from .layers import MLP, Attention, ModelConfig, init_weights, mlp_hidden_size, prepend_prompt
 
 
 @dataclass
@@ -173,6 +173,7 @@ class BERT(nn.Module):
         if cfg.tie_embeddings:
             self.mlm_head.weight = self.wte.weight
         self.gradient_checkpointing = False
+        self.prompt: nn.Module | None = None  # learned input vectors (prompt tuning, models/peft.py)
 
     def num_params(self, non_embedding: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())
@@ -198,12 +199,13 @@ class BERT(nn.Module):
         x = self.wte(input_ids) + self.wpe(pos) + self.wtt(token_type_ids)
         x = self.drop(self.ln_emb(x))
         mask = self.padding_mask(input_ids, attention_mask)
+        x, mask, n_prompt = prepend_prompt(self.prompt, x, mask)
         for block in self.blocks:
             if self.gradient_checkpointing and self.training:
                 x = torch.utils.checkpoint.checkpoint(block, x, mask, use_reentrant=False)
             else:
                 x = block(x, mask)
-        return x
+        return x[:, n_prompt:] if n_prompt else x
 
     def pooled(self, h: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.pooler(h[:, 0]))

@@ -206,6 +206,19 @@ class Attention(nn.Module):
         return self.o_proj(y.transpose(1, 2).reshape(B, T, C))
 
 
+def prepend_prompt(prompt: nn.Module | None, x: torch.Tensor,
+                   mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    """Prompt tuning in an encoder: learned vectors in front of the embedded tokens, visible to every
+    token (the (B, 1, 1, T) padding mask opens for them); the caller drops them from its output."""
+    if prompt is None:
+        return x, mask, 0
+    p = prompt.prompt_embeddings.to(x.dtype).unsqueeze(0).expand(x.shape[0], -1, -1)
+    n = p.shape[1]
+    if mask is not None:
+        mask = torch.cat([mask.new_ones(*mask.shape[:-1], n), mask], dim=-1)
+    return torch.cat([p, x], dim=1), mask, n
+
+
 class MLP(nn.Module):
     """GELU MLP (``gelu``: tanh approximation, GPT-2; ``gelu_exact``: erf, BERT) or SwiGLU (LLaMA)."""
 

@@ -40,20 +40,18 @@ KINDS = {"attention": ("q_proj", "kv_proj", "o_proj"), "mlp": ("gate", "up", "do
 KINDS["all-linear"] = KINDS["attention"] + KINDS["mlp"]
 # output projections and heads of the pretraining objectives: never adapted by a kind
 OUTPUT_MODULES = ("lm_head", "mlm_head", "mlm_dense", "nsp_head", "pooler")
-METHODS = ("lora", "adalora", "ia3", "bottleneck", "prefix_tuning")
+METHODS = ("lora", "adalora", "ia3", "bottleneck", "prefix_tuning", "prompt_tuning")
 MERGEABLE = ("lora", "adalora", "ia3")  # weight deltas; bottlenecks and prefixes add computation instead
 ADALORA = "lmforge_adalora"  # peft's AdaLoraModel (owns the rank allocator), kept on the model, not as a submodule
-NOT_YET = {"prompt_tuning": "its virtual input tokens change every body's sequence length and positions; "
-                            "prefix_tuning gives each layer learned virtual keys/values instead and works on every body",
-           "qlora": "a 4-bit base needs bitsandbytes' CUDA kernels (GPU only), not wired into lmforge bodies yet; "
+NOT_YET = {"qlora": "a 4-bit base needs bitsandbytes' CUDA kernels (GPU only), not wired into lmforge bodies yet; "
                     "on a CPU, LoRA on the fp32 or bf16 base is the option"}
 
 
 class PeftSettings(StrictModel):
     """``finetune.peft``: which adapters go where."""
 
-    method: str = Field("lora", description="lora, adalora, ia3, bottleneck or prefix_tuning (DoRA/rsLoRA are "
-                                            "LoRA switches)")
+    method: str = Field("lora", description="lora, adalora, ia3, bottleneck, prefix_tuning or prompt_tuning "
+                                            "(DoRA/rsLoRA are LoRA switches)")
     r: int = Field(8, ge=1, description="LoRA rank")
     alpha: float = Field(16.0, gt=0, description="LoRA scale numerator: updates are scaled by alpha / r")
     dropout: float = Field(0.05, ge=0.0, lt=1.0, description="dropout on the LoRA input")
@@ -75,7 +73,8 @@ class PeftSettings(StrictModel):
                                                   "attention and MLP)")
     bottleneck_size: int | None = Field(None, ge=1, description="bottleneck width (default d_model / 16)")
     # prefix tuning (Li & Liang, 2021)
-    num_virtual_tokens: int = Field(20, ge=1, description="prefix_tuning: learned key/value positions per layer")
+    num_virtual_tokens: int = Field(20, ge=1, description="prefix_tuning: learned key/value positions per layer; "
+                                                          "prompt_tuning: learned input vectors")
 
     @field_validator("method")
     @classmethod
@@ -114,6 +113,15 @@ class Bottleneck(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base_layer(x)
         return y + self.adapter_up(self.adapter_drop(F.gelu(self.adapter_down(y))))
+
+
+class PromptEmbedding(nn.Module):
+    """Prompt tuning (Lester et al., 2021): learned vectors an encoder body reads before the tokens
+    (``layers.prepend_prompt``). Initialised from vocabulary embeddings, as the paper found best."""
+
+    def __init__(self, init: torch.Tensor):
+        super().__init__()
+        self.prompt_embeddings = nn.Parameter(init.detach().clone())  # (length, d_model)
 
 
 class PrefixKV(nn.Module):
@@ -214,6 +222,13 @@ def _targets(root: nn.Module, settings: PeftSettings) -> list[str]:
                               f"output projection ({' or '.join(kinds)}) to put adapters after",
                               "use it on a Transformer body (GPT, BERT, seq2seq), or lora with module names")
         return found
+    if settings.method == "prompt_tuning":
+        if not hasattr(root, "prompt"):
+            raise ConfigError(f"finetune.peft.method=prompt_tuning needs an encoder body (BERT, seq2seq); this is a "
+                              f"{type(root).__name__}",
+                              "use prefix_tuning on a GPT: it gives every layer learned virtual keys/values and keeps "
+                              "the KV cache and positions as they are")
+        return ["prompt"]
     if settings.method == "prefix_tuning":
         found = self_attention_names(root)
         if not found:
@@ -258,6 +273,18 @@ def _inject_prefixes(root: nn.Module, settings: PeftSettings, targets: list[str]
             attn.prefix = PrefixKV(kv[0], kv[1])
 
 
+def _inject_prompt(root: nn.Module, settings: PeftSettings) -> None:
+    """Start from randomly drawn vocabulary embeddings, normalised as the body normalises its own."""
+    table = root.wte.weight.detach()
+    x = table[torch.randint(0, table.shape[0], (settings.num_virtual_tokens,))]
+    with torch.no_grad():
+        if hasattr(root, "ln_emb"):  # BERT's embedding LayerNorm: the prompt goes in after it
+            x = root.ln_emb(x)
+    for p in root.parameters():
+        p.requires_grad_(False)
+    root.prompt = PromptEmbedding(x)
+
+
 def inject(model: nn.Module, settings: PeftSettings, base: dict, targets: list[str] | None = None) -> dict:
     """Add adapters to ``model`` in place and freeze the base; returns parameter counts.
 
@@ -271,6 +298,8 @@ def inject(model: nn.Module, settings: PeftSettings, base: dict, targets: list[s
         _inject_bottlenecks(root, settings, targets)
     elif settings.method == "prefix_tuning":
         _inject_prefixes(root, settings, targets)
+    elif settings.method == "prompt_tuning":
+        _inject_prompt(root, settings)
     elif settings.method == "adalora":  # the tuner object owns the rank allocator the trainer steps
         tuner = _peft().AdaLoraModel(root, _peft_config(settings, targets), "default")
         object.__setattr__(model, ADALORA, (tuner, settings))  # not registered: tuner.model is root itself
@@ -293,7 +322,7 @@ def inject(model: nn.Module, settings: PeftSettings, base: dict, targets: list[s
 
 
 def _is_adapter(name: str) -> bool:
-    return any(k in name for k in ("lora_", "ia3_", "adapter_", "prefix_"))
+    return any(k in name for k in ("lora_", "ia3_", "adapter_", "prefix_", "prompt_"))
 
 
 def start_training(model: nn.Module, total_steps: int) -> None:
@@ -342,7 +371,7 @@ def is_adapted(model: nn.Module) -> bool:
 
 
 def _adapter_layers(root: nn.Module) -> list[tuple[str, nn.Module]]:
-    kinds: tuple = (Bottleneck, PrefixKV)
+    kinds: tuple = (Bottleneck, PrefixKV, PromptEmbedding)
     try:
         import peft
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from .generate import Hypothesis, SamplingConfig, beam_search, sample_next
 from .layers import (MLP, Attention, KVCache, ModelConfig, Rotary, init_weights, make_norm, mlp_hidden_size,
-                     scale_residual_init)
+                     prepend_prompt, scale_residual_init)
 
 
 @dataclass
@@ -128,6 +128,7 @@ class Seq2Seq(nn.Module):
         if cfg.tie_embeddings:
             self.lm_head.weight = self.wte.weight
         self.gradient_checkpointing = False
+        self.prompt: nn.Module | None = None  # learned encoder input vectors (prompt tuning, models/peft.py)
 
     def num_params(self, non_embedding: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())
@@ -162,12 +163,13 @@ class Seq2Seq(nn.Module):
 
     def encode(self, src: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         x = self._embed(src, self.enc_wpe)
+        x, mask, n_prompt = prepend_prompt(self.prompt, x, mask)  # the decoder sees the real positions only
         for block in self.encoder:
             if self.gradient_checkpointing and self.training:
                 x = torch.utils.checkpoint.checkpoint(block, x, mask, use_reentrant=False)
             else:
                 x = block(x, mask)
-        return self.ln_enc(x)
+        return self.ln_enc(x[:, n_prompt:] if n_prompt else x)
 
     def decode(self, tgt: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor | None,
                cache: DecoderCache | None = None) -> torch.Tensor:
