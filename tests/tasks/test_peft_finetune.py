@@ -77,6 +77,8 @@ def test_lora_finetune_saves_only_the_adapter_and_evaluates_predicts_merges(tmp_
             assert abs(a["scores"][k] - b["scores"][k]) < 1e-4
     # not an adapted model: one clear message, exit code 2
     assert main(["peft", "merge", str(merged), "--output", str(tmp_path / "again")]) == 2
+    # a classifier head has no transformers layout here: merged, then one clear message, exit code 2
+    assert main(["peft", "merge", str(model_dir), "--output", str(tmp_path / "m2"), "--hf", str(tmp_path / "h")]) == 2
 
 
 @pytest.mark.parametrize("peft,lr", [({"method": "adalora", "r": 2, "init_r": 4, "delta_t": 2}, 2e-2),
@@ -160,3 +162,9 @@ def test_chat_lora_trains_the_grown_embedding_and_keeps_it_tied(tmp_path):
         after = merged(ids)[0]
     assert merged.lm_head.weight is merged.wte.weight  # still tied after merge
     assert torch.allclose(before, after, atol=1e-5)
+    transformers = pytest.importorskip("transformers")
+    hf_dir = tmp_path / "hf"
+    assert main(["peft", "merge", str(model_dir), "--output", str(tmp_path / "merged"), "--hf", str(hf_dir)]) == 0
+    hf_model = transformers.AutoModelForCausalLM.from_pretrained(hf_dir).eval()
+    with torch.no_grad():
+        assert torch.allclose(hf_model(ids).logits, before, atol=1e-4)  # the adapter's behaviour, in transformers

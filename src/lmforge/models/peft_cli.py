@@ -17,10 +17,13 @@ console = Console(stderr=True)
 def merge(
     model_dir: Path = typer.Argument(..., help="a fine-tuned model directory with adapter_config.json"),
     output: Path = typer.Option(..., "--output", "-o", help="where to write the merged, plain model"),
+    hf: Path | None = typer.Option(None, "--hf", help="also write it as a Hugging Face model directory (GPT and "
+                                                      "BERT models, e.g. chat SFT or a language model)"),
 ) -> None:
     """Fold the adapters into the base weights: a plain model that loads wherever lmforge models load.
 
     Example: lmforge peft merge runs/sst2-minilm-lora/finetune/pretrained/model --output sst2-merged
+             lmforge peft merge runs/chat-sft-en-lora/finetune/pretrained/model -o chat --hf chat-hf
     """
     from ..errors import InputError
     from .io import load_model, save_model
@@ -35,6 +38,11 @@ def merge(
     save_model(model, output, extra_files=keep)
     n = sum(p.numel() for p in model.parameters())
     console.print(f"merged {model_dir} -> {output} ({n:,} parameters)")
+    if hf is not None:  # a task head (classifier, tagger) has no transformers counterpart: a clear error
+        from .hf import export_hf
+
+        export_hf(output, hf)
+        console.print(f"exported {output} -> {hf} (Hugging Face layout)")
 
 
 @app.command()
