@@ -331,6 +331,11 @@ class Chat(Task):
         if self.cfg.packing:
             batch["segment_ids"] = pad_batch(seg, 0)
             batch["position_ids"] = pad_batch(pos, 0)
+        if all("teacher_ids" in f for f in features):  # distillation: the teacher's top-k (tasks/distill.py)
+            from .distill import topk_rows
+
+            # listed as the (packed) rows hold the conversations, so each row follows its tokens
+            batch.update(topk_rows([features[i] for row in rows for i in row]))
         return batch
 
     # -- model --------------------------------------------------------------------------------
@@ -354,11 +359,14 @@ class Chat(Task):
         return model(batch["input_ids"])[0]
 
     def loss(self, model, batch):
+        from .distill import sequence_kd
+
         logits = self._logits(model, batch).float()
         labels = batch["labels"]
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-100,
                                reduction="sum")
-        return loss, int((labels != -100).sum())
+        count = int((labels != -100).sum())
+        return sequence_kd(self, logits, batch, loss, count, model.training), count
 
     def count(self, batch) -> int:
         return int((batch["labels"] != -100).sum())

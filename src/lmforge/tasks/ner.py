@@ -273,10 +273,18 @@ class NER(Task):
     def collate(self, features: list[dict], tok) -> dict[str, torch.Tensor]:
         seqs = [f["input_ids"] for f in features]
         firsts = [f["first"] for f in features]
-        return {"input_ids": pad_batch(seqs, tok.pad_id or 0), "attention_mask": attention_mask(seqs),
-                "labels": pad_batch([f["labels"] for f in features], -100),
-                "first": pad_batch(firsts, 0), "word_mask": attention_mask(firsts).bool(),
-                "word_labels": pad_batch([f["word_labels"] for f in features], -100)}
+        batch = {"input_ids": pad_batch(seqs, tok.pad_id or 0), "attention_mask": attention_mask(seqs),
+                 "labels": pad_batch([f["labels"] for f in features], -100),
+                 "first": pad_batch(firsts, 0), "word_mask": attention_mask(firsts).bool(),
+                 "word_labels": pad_batch([f["word_labels"] for f in features], -100)}
+        if all("teacher" in f for f in features):  # distillation: the teacher's per-word logits (tasks/distill.py)
+            rows = torch.zeros(len(features), batch["first"].shape[1], len(self.labels))
+            for b, f in enumerate(features):
+                if f["teacher"]:
+                    rows[b, : len(f["teacher"])] = torch.tensor(f["teacher"])
+            batch["teacher"] = rows
+            batch["teacher_mask"] = pad_batch([f["teacher_mask"] for f in features], 0).bool()
+        return batch
 
     # -- model --------------------------------------------------------------------------------
     def build_model(self, body, tok) -> TokenClassifier:
@@ -292,15 +300,25 @@ class NER(Task):
         return em, em.gather(1, idx)  # (B, W, C): the first sub-token of each word
 
     def loss(self, model, batch):
+        """Token cross-entropy (or the CRF's NLL) over labelled words; while a student trains, plus
+        the KL to the teacher's per-word logits on the emissions (a CRF's too: its transition scores
+        have no per-word teacher counterpart)."""
         head = getattr(model, "module", model)
         em, words = self._word_emissions(model, batch)
-        labels = batch["labels"]
+        labels, wl = batch["labels"], batch["word_labels"]
         if head.crf is None:
             loss = F.cross_entropy(em.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
-            return loss, int((labels != -100).sum())
-        wl = batch["word_labels"]
-        nll = head.crf.nll(words, wl.clamp_min(0), batch["word_mask"] & (wl != -100))
-        return nll.sum(), int((wl != -100).sum())
+            count = int((labels != -100).sum())
+        else:
+            loss = head.crf.nll(words, wl.clamp_min(0), batch["word_mask"] & (wl != -100)).sum()
+            count = int((wl != -100).sum())
+        distill = getattr(self, "distill", None)  # (temperature, alpha) while a student trains
+        if distill is not None and "teacher" in batch and model.training:
+            from .distill import distill_loss
+
+            keep = (batch["teacher_mask"] & batch["word_mask"] & (wl != -100)).to(words.device)
+            loss = distill_loss(words[keep], batch["teacher"].to(words.device)[keep], loss, count, *distill)
+        return loss, count
 
     def count(self, batch) -> int:
         return int((batch["labels"] != -100).sum())

@@ -256,8 +256,13 @@ class _Seq2Seq(Task):
         pad = tok.pad_id or 0
         labels = pad_batch(tgt, -100)
         start = tok.bos_id if tok.bos_id is not None else (tok.eos_id if tok.eos_id is not None else pad)
-        return {"input_ids": pad_batch(src, pad), "attention_mask": attention_mask(src), "labels": labels,
-                "decoder_input_ids": shift_right(labels, self.state.get("decoder_start_token_id", start), pad)}
+        batch = {"input_ids": pad_batch(src, pad), "attention_mask": attention_mask(src), "labels": labels,
+                 "decoder_input_ids": shift_right(labels, self.state.get("decoder_start_token_id", start), pad)}
+        if all("teacher_ids" in f for f in features):  # distillation: the teacher's top-k (tasks/distill.py)
+            from .distill import topk_rows
+
+            batch.update(topk_rows(features))
+        return batch
 
     def length(self, features: dict) -> int:
         return max(len(features["input_ids"]), len(features["labels"]))
@@ -283,12 +288,19 @@ class _Seq2Seq(Task):
                           eos_token_id=c.eos_token_id)
         return body
 
+    def _logits(self, model, batch) -> torch.Tensor:
+        """(B, target length, vocab): teacher-forced next-token logits."""
+        return model(batch["input_ids"], batch["decoder_input_ids"], attention_mask=batch["attention_mask"])[0]
+
     def loss(self, model, batch):
-        logits, _ = model(batch["input_ids"], batch["decoder_input_ids"], attention_mask=batch["attention_mask"])
+        from .distill import sequence_kd
+
+        logits = self._logits(model, batch).float()
         labels = batch["labels"]
-        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), labels.view(-1), ignore_index=-100,
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), labels.view(-1), ignore_index=-100,
                                reduction="sum", label_smoothing=self.cfg.label_smoothing)
-        return loss, int((labels != -100).sum())
+        count = int((labels != -100).sum())
+        return sequence_kd(self, logits, batch, loss, count, model.training), count
 
     def count(self, batch) -> int:
         return int((batch["labels"] != -100).sum())

@@ -88,7 +88,8 @@ class FinetuneConfig(StrictModel):
         description="override the body's dropout on attention probabilities while fine-tuning (0 lets "
                     "PyTorch use its fused attention kernel on CPU: measured 2x faster and half the "
                     "activation memory for MiniLM at 384 tokens); null keeps the body's own")
-    distill: DistillSettings | None = Field(None, description="train with a fine-tuned teacher's soft labels: "
+    distill: DistillSettings | None = Field(None, description="train with a fine-tuned teacher's soft labels "
+                                            "(classification, ner, translation, summarization, chat): "
                                             "{teacher: DIR, temperature: 2, alpha: 0.5}")
     peft: PeftSettings | None = Field(None, description="train adapters (LoRA, DoRA, rsLoRA, IA3) instead of the "
                                       "whole body: {method: lora, r: 8, alpha: 16, target: all-linear}")
@@ -247,7 +248,7 @@ def run(cfg: FinetuneConfig, pretrain_model_dir: Path | None, out_dir: Path, pro
     if cfg.distill is not None:
         from .distill import attach_teacher_logits
 
-        distill_info = attach_teacher_logits(cfg.distill, task, train_ex, train_f, progress)
+        distill_info = attach_teacher_logits(cfg.distill, task, train_ex, train_f, progress, tok=tok)
         task.distill = (cfg.distill.temperature, cfg.distill.alpha)
     variants = ["pretrained", "random"] if cfg.compare_random_init else ["pretrained"]
     metrics: dict = {"task": task.kind, "train_examples": len(train_ex), "val_examples": len(val_ex)}
