@@ -1,4 +1,5 @@
-"""What LoRA costs and saves: full fine-tuning vs LoRA adapters, lmforge next to transformers + PEFT.
+"""What adapters cost and save: full fine-tuning vs LoRA (and the other finetune.peft methods on MiniLM),
+lmforge next to transformers + PEFT.
 
 Two bodies, the two recipes of the PEFT issue:
 
@@ -12,7 +13,9 @@ Two bodies, the two recipes of the PEFT issue:
   do not depend on them), the tokenizer is trained on TinyStories as in the recipe.
 
 LoRA everywhere: r=8, alpha=16, dropout 0.05, every linear layer of the body; the task head (and, for
-chat, the embedding that grew by the two ChatML markers) trained in full. Each configuration runs in
+chat, the embedding that grew by the two ChatML markers) trained in full. On MiniLM the other methods
+run the same way with their defaults (``METHODS``): AdaLoRA r=8 from init_r=12, IA3, a Pfeiffer
+bottleneck (d/16 = 24), prefix tuning and prompt tuning with 20 virtual tokens. Each configuration runs in
 its own fresh process, so peak RSS (``ru_maxrss``) is its own; the increment over the RSS after the
 model is built is what training adds (gradients, optimizer state, activations). Processes alternate
 round by round so machine noise hits all alike; tokens/s counts real (unpadded) tokens over the
@@ -44,7 +47,10 @@ SST2 = DATA / "classification/sst2/train.tsv"
 ALPACA = DATA / "sft/llamafactory_demo/alpaca_en_demo.json"
 STORIES = DATA / "pretrain/tinystories/tinystories_sample_2MiB.txt"
 LORA = {"method": "lora", "r": 8, "alpha": 16, "dropout": 0.05, "target": "all-linear"}
-CONFIGS = {"minilm": ["lmforge-full", "lmforge-lora", "hf-full", "hf-peft-lora"], "gpt": ["lmforge-full", "lmforge-lora"]}
+METHODS = {"lmforge-lora": LORA, "lmforge-adalora": {"method": "adalora", "r": 8, "alpha": 16, "target": "all-linear"},
+           "lmforge-ia3": {"method": "ia3", "target": "all-linear"}, "lmforge-bottleneck": {"method": "bottleneck"},
+           "lmforge-prefix": {"method": "prefix_tuning"}, "lmforge-prompt": {"method": "prompt_tuning"}}
+CONFIGS = {"minilm": ["lmforge-full", *METHODS, "hf-full", "hf-peft-lora"], "gpt": ["lmforge-full", "lmforge-lora"]}
 
 
 def rss_mb() -> float:
@@ -120,8 +126,8 @@ def _ours(body: str, kind: str, a) -> dict:
     torch.manual_seed(0)
     model = task.build_model(b, tok)
     info = None
-    if kind == "lmforge-lora":
-        info = _adapt(model, PeftSettings(**LORA), base, False, before_cfg, tmp / "variant")
+    if kind in METHODS:
+        info = _adapt(model, PeftSettings(**METHODS[kind]), base, False, before_cfg, tmp / "variant")
     rss_built = rss_mb()
     def train(steps: int, out: Path):
         cfg = FinetuneTrainConfig(max_steps=steps, batch_size=batch, lr=1e-4, warmup_steps=0, schedule="constant",
@@ -138,7 +144,7 @@ def _ours(body: str, kind: str, a) -> dict:
     state_mb = _state_mb(model, trainer.optimizer)
     tps = next(r for r in reversed(result.history) if "tokens_per_s" in r)["tokens_per_s"]
     saved = out / "model"
-    weights = saved / ("adapter.safetensors" if kind == "lmforge-lora" else "model.safetensors")
+    weights = saved / ("adapter.safetensors" if kind in METHODS else "model.safetensors")
     base_file = (resolve_model_dir(base) if body == "minilm" else body_dir) / "model.safetensors"
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
@@ -261,7 +267,7 @@ def main(argv=None) -> None:
                          "saved_share_of_base": round(first["saved_mb"] / first["base_mb"], 5)}
     for body, kinds in CONFIGS.items():
         for k in kinds:
-            full = results[f"{body}/{k.replace('lora', 'full').replace('peft-', '')}"]
+            full = results[f"{body}/{'hf' if k.startswith('hf') else 'lmforge'}-full"]
             row = results[f"{body}/{k}"]
             row["speed_vs_full"] = round(row["tokens_per_s_median"] / full["tokens_per_s_median"], 3)
             row["increment_vs_full"] = round(row["training_increment_mb"] / full["training_increment_mb"], 3)
@@ -270,7 +276,8 @@ def main(argv=None) -> None:
         return
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "peft_cost.json").write_text(json.dumps(results, indent=2) + "\n")
-    lines = ["# LoRA cost: full fine-tuning vs LoRA r=8, lmforge and transformers + PEFT", "",
+    lines = ["# Adapter cost: full fine-tuning vs LoRA r=8 (and the other methods on MiniLM), lmforge and "
+             "transformers + PEFT", "",
              f"```bash\n{results['command']}\n```", "",
              f"{results['env']['date']}; torch {torch.__version__}, transformers {transformers.__version__}, "
              f"peft {peft.__version__}; {a.threads} threads; load average before {load_before}, after "
