@@ -12,7 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from lmforge.errors import ConfigError, InputError
-from lmforge.models.ngram import NgramConfig, NgramLM, config_from, evaluate_file, read_arpa, train
+from lmforge.models.ngram import NgramConfig, NgramLM, bytesplit, config_from, evaluate_file, read_arpa, train
+from lmforge.models.ngram import counts as ngram_counts
 from lmforge.models.ngram.counts import count_files
 from lmforge.models.ngram.config import make_tokenizer
 from lmforge.models.ngram.estimate import structure
@@ -131,6 +132,91 @@ def test_streaming_counts_match_one_batch(tmp_path):
     _, once = count_files([TRAIN], cfg_small, tok)
     for n in range(4):
         np.testing.assert_array_equal(twice.counts[n], 2 * once.counts[n])
+
+
+def _split(line: str) -> list[str]:
+    return line.split()  # str.split's result, but not str.split itself: count_files reads lines as Python strings
+
+
+def _tricky_files(tmp_path: Path) -> list[Path]:
+    """Lines that test what str.split and iter_lines do: every separator str.isspace knows, CR/LF/CRLF,
+    blank and whitespace-only lines, multi-byte UTF-8, tokens around 8/16/32 bytes, a line longer than a
+    4000-byte block, NUL inside a token (after the first 4096 bytes), a file without a final newline."""
+    rng = np.random.default_rng(0)
+    words = ["a", "the", "é", "—", "Ünïcode", "日本語", "<unk>", "exactly8", "ninechar", "sixteen-bytes-xx",
+             "seventeen-bytes-x", "12345678901234567890123456789012", "123456789012345678901234567890123",
+             "a-token-that-is-much-longer-than-thirty-two-bytes", "x", "y", "z", "First", "Citizen"]
+    seps = [" ", "  ", "\t", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x1f", " \u200a ", *bytesplit.UNICODE_SPACES]
+    ends = ["\n", "\r\n", "\r", "\n\n", "\n \n", "\n\t\u3000\n", "\r\r\n"]
+    parts = []
+    for _ in range(600):
+        n = int(rng.integers(0, 9))
+        parts.append("".join(str(rng.choice(words)) + str(rng.choice(seps)) for _ in range(n)) + str(rng.choice(ends)))
+    parts.insert(300, " ".join(["long"] * 1200) + "\n")
+    a = tmp_path / "a.txt"
+    a.write_bytes(("".join(parts) + "x\0y tail z\0 \x00x").encode("utf-8"))
+    b = tmp_path / "b.txt"
+    b.write_bytes("\ufefffirst line of b\n\n a b c\n".encode("utf-8"))
+    return [a, b, a]
+
+
+@pytest.mark.parametrize("chunk", [1000, 1_000_000])
+def test_byte_tokenizer_equals_str_split(tmp_path, chunk):
+    """The fast path (tokens and ids from raw bytes) gives exactly the counts of the Python-string path."""
+    files = _tricky_files(tmp_path)
+    cfg = NgramConfig(order=3, chunk_tokens=chunk)
+    v_fast, fast = count_files(files, cfg, str.split)
+    v_slow, slow = count_files(files, cfg, _split)
+    assert v_fast.words == v_slow.words and "\u3000" not in "".join(v_fast.words)
+    assert (fast.sentences, fast.tokens) == (slow.sentences, slow.tokens)
+    for n in range(3):
+        np.testing.assert_array_equal(fast.counts[n], slow.counts[n])
+        if n:
+            np.testing.assert_array_equal(fast.keys[n], slow.keys[n])
+            np.testing.assert_array_equal(fast.suffix[n], slow.suffix[n])
+
+
+def test_byte_tokenizer_hash_collisions_and_wide_keys(tmp_path, monkeypatch):
+    """With a hash that sends every token to one group, the byte check catches it and a dict does the
+    block; with too few key bits for the position trick, argsort sorts: the counts stay the same."""
+    files = _tricky_files(tmp_path)
+    cfg = NgramConfig(order=3)
+    v_ref, ref = count_files(files, cfg, str.split)
+    monkeypatch.setattr(bytesplit, "_K1", np.uint64(0))
+    monkeypatch.setattr(bytesplit, "_K2", np.uint64(0))
+    monkeypatch.setattr(ngram_counts, "SORT_BITS", 0)
+    v, got = count_files(files, cfg, str.split)
+    assert v.words == v_ref.words
+    for n in range(3):
+        np.testing.assert_array_equal(got.counts[n], ref.counts[n])
+        if n:
+            np.testing.assert_array_equal(got.keys[n], ref.keys[n])
+            np.testing.assert_array_equal(got.suffix[n], ref.suffix[n])
+
+
+def test_byte_tokenizer_needs_no_dict_for_real_text(monkeypatch):
+    """No false hash collision on ordinary text: punctuation next to many tokens over 32 bytes (their
+    dict labels are small numbers, like the key of a 1-byte token) and many distinct words."""
+    def no_dict(*args):
+        raise AssertionError("fell back to the dict")
+    monkeypatch.setattr(bytesplit, "_group_by_dict", no_dict)
+    huge = " ".join(f"{'w' * 40}{i}" for i in range(300))
+    text = "\n".join([huge, " ".join(map(chr, range(33, 127))), " ".join(str(i) for i in range(20000))]) + "\n"
+    index = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    ids, sent = bytesplit.encode_block(text.encode(), index)
+    assert len(index) == 3 + 300 + 94 + 20000 - 10 and len(sent) == 3  # digits 0-9 are among the 94 characters
+
+
+def test_unicode_spaces_are_all_of_them():
+    assert bytesplit.UNICODE_SPACES == "".join(c for c in map(chr, range(128, 0x110000)) if c.isspace())
+
+
+def test_invalid_utf8_names_file_and_line(tmp_path):
+    ok = _write(tmp_path / "ok.txt", ["fine line"])
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"one\ntwo\nthree \xff four\n")
+    with pytest.raises(InputError, match=r"bad\.txt:3: not valid UTF-8"):
+        train([ok, bad], NgramConfig())
 
 
 def test_vocabulary_cut_maps_rare_words_to_unk():
@@ -269,6 +355,12 @@ def test_reserved_token_names_file_and_line(tmp_path):
     f = _write(tmp_path / "t.txt", ["fine line", "a <s> here"])
     with pytest.raises(InputError, match=r"t\.txt:2: .*reserved token '<s>'"):
         train([f], NgramConfig())
+    ok = _write(tmp_path / "ok.txt", ["fine", "lines"])
+    g = _write(tmp_path / "u.txt", ["x", "y", "z </s>"])
+    with pytest.raises(InputError, match=r"u\.txt:3: .*reserved token '</s>'"):
+        train([ok, g], NgramConfig())  # one block holds both files
+    with pytest.raises(InputError, match=r"u\.txt:3: .*reserved token '</s>'"):
+        train([ok, g], NgramConfig(lowercase=True))  # the Python-string path
 
 
 def test_oov_only_data(tmp_path, kn3):

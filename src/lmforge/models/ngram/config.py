@@ -64,16 +64,29 @@ def make_tokenizer(cfg: NgramConfig) -> Callable[[str], list[str]]:
 TEXT_SUFFIXES = (".txt", ".text", ".md", ".tokens", ".raw")
 
 
+DOCUMENT_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".ndjson", ".parquet")
+
+
+def is_plain_text(path: Path) -> bool:
+    """True for a file read line by line as it is; False for .jsonl/.parquet documents. Missing -> InputError."""
+    if not path.is_file():
+        raise InputError(f"input file not found: {path}", "check the path")
+    return not path.name.lower().endswith(DOCUMENT_SUFFIXES)
+
+
+def check_not_binary(path: Path) -> None:
+    with open(path, "rb") as f:
+        if b"\0" in f.read(4096):
+            raise InputError(f"{path}: looks like a binary file, not text", "pass UTF-8 .txt or .jsonl files")
+
+
 def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     """(line number, text) of every non-empty line; .jsonl/.parquet documents are split into lines.
 
     For jsonl the number is the record's line; a document's own lines share it.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"input file not found: {path}", "check the path")
-    name = path.name.lower()
-    if name.endswith((".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".ndjson", ".parquet")):
+    if not is_plain_text(path):
         from ...tokenizer.corpus import iter_documents
 
         for i, doc in enumerate(iter_documents(path), 1):
@@ -81,15 +94,20 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
                 if line.strip():
                     yield i, line
         return
-    with open(path, "rb") as f:
-        if b"\0" in f.read(4096):
-            raise InputError(f"{path}: looks like a binary file, not text", "pass UTF-8 .txt or .jsonl files")
-    lineno = 0
+    check_not_binary(path)
     try:
         with open(path, encoding="utf-8", newline="") as f:
             for lineno, line in enumerate(f, 1):
                 if line.strip():
                     yield lineno, line.rstrip("\r\n")
-    except UnicodeDecodeError:
-        raise InputError(f"{path}:{lineno + 1}: not valid UTF-8",
+    except UnicodeDecodeError:  # decoding runs ahead of the lines read: find the line from the bytes
+        data = path.read_bytes()
+        try:
+            data.decode("utf-8")
+            bad = len(data)
+        except UnicodeDecodeError as err:
+            bad = err.start
+        head = data[:bad]
+        lineno = head.count(b"\n") + head.count(b"\r") - head.count(b"\r\n") + 1
+        raise InputError(f"{path}:{lineno}: not valid UTF-8",
                          "convert it (e.g. iconv -f latin1 -t utf-8) first") from None

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .counts import BOS_ID, Counts, pack, unpack
+from .counts import BOS_ID, LOW, Counts, pack
 
 KATZ_MAX = 5  # counts above this are trusted as they are (Katz's k)
 EPS = 1e-7
@@ -32,28 +32,32 @@ EPS = 1e-7
 
 @dataclass
 class Structure:
-    """For each order n >= 2 (list index n-1): prefix index, last word, suffix index, first word."""
+    """For each order n >= 2 (list index n-1): prefix index and suffix index of every n-gram.
+
+    ``bos[n-1]`` is the index range of the n-grams that start with <s>: keys sort by their word ids,
+    so these are one run (the children of the previous order's run).
+    """
 
     parent: list[np.ndarray | None]
-    word: list[np.ndarray | None]
     suffix: list[np.ndarray | None]
-    first: list[np.ndarray]
+    bos: list[tuple[int, int]]
 
 
 def structure(keys: list[np.ndarray | None], vocab_size: int,
               known_suffix: list[np.ndarray | None] | None = None) -> Structure:
-    """Prefix/last word from the keys; suffixes from counting when given, else by search."""
-    n_orders = len(keys)
-    parent, word, suffix = [None], [None], [None]
-    first = [np.arange(vocab_size)]
-    for n in range(1, n_orders):
-        p, w = unpack(keys[n])
+    """Prefix from the keys; suffixes from counting when given, else by search."""
+    parent, suffix = [None], [None]
+    bos = [(BOS_ID, BOS_ID + 1)]
+    for n in range(1, len(keys)):
+        p = (keys[n] >> np.uint64(32)).view(np.int64)
         parent.append(p)
-        word.append(w)
-        first.append(first[n - 1][p])
+        lo, hi = bos[-1]
+        bos.append((int(np.searchsorted(p, lo)), int(np.searchsorted(p, hi))))
         if known_suffix is not None:
             suffix.append(known_suffix[n])
-        elif n == 1:
+            continue
+        w = (keys[n] & LOW).astype(np.int64)
+        if n == 1:
             suffix.append(w)
         else:  # suffix of (prefix, w) is (suffix of prefix, w), one order down
             q = pack(suffix[n - 1][p], w)
@@ -62,7 +66,7 @@ def structure(keys: list[np.ndarray | None], vocab_size: int,
             if not np.array_equal(keys[n - 1][s], q):
                 raise ValueError(f"order {n + 1}: some n-grams lack their suffix among the {n}-grams")
             suffix.append(s)
-    return Structure(parent, word, suffix, first)
+    return Structure(parent, suffix, bos)
 
 
 @dataclass
@@ -75,8 +79,11 @@ class Tables:
 
 
 def _log10(p: np.ndarray) -> np.ndarray:
+    """log10 p as float32, within [-99, 0] (-99: SRILM's "zero"); clipping after the cast gives the same
+    values as before it (rounding is monotone and both bounds are float32 numbers) on half the bytes."""
     with np.errstate(divide="ignore"):
-        return np.clip(np.log10(p), -99.0, 0.0).astype(np.float32)  # -99: SRILM's "zero" 
+        out = np.log10(p).astype(np.float32)
+    return np.clip(out, -99.0, 0.0, out=out)
 
 
 def kn_discounts(a: np.ndarray, fallback: tuple[float, float, float]) -> tuple[np.ndarray, bool]:
@@ -91,41 +98,58 @@ def kn_discounts(a: np.ndarray, fallback: tuple[float, float, float]) -> tuple[n
 
 
 def _bincount(idx: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
-    return np.bincount(idx, weights=weights, minlength=size).astype(np.float64)
+    return np.bincount(idx, weights=weights, minlength=size).astype(np.float64, copy=False)
+
+
+def _kn_gamma(a: np.ndarray, a3: np.ndarray, par: np.ndarray, d: np.ndarray, ctx: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per context h: total adjusted count of its children, and gamma(h) = (D1 n1 + D2 n2 + D3 n3+) / total."""
+    total = _bincount(par, a, ctx)
+    n_by_a = np.bincount(a3 * ctx + par, minlength=4 * ctx).reshape(4, ctx)  # children with a = 0, 1, 2, 3+
+    mass = d[0] * n_by_a[1]
+    mass += d[1] * n_by_a[2]
+    mass += d[2] * n_by_a[3]
+    return total, np.divide(mass, total, out=np.ones(ctx), where=total > 0)
 
 
 def kneser_ney(counts: Counts, st: Structure, fallback: tuple[float, float, float]) -> Tables:
+    """Interpolated modified Kneser-Ney tables. Arrays are freed as soon as they are used: fewer fresh
+    pages to fault in, which is a good part of the time of these memory-bound passes."""
     order, v = counts.order, len(counts.counts[0])
-    # adjusted counts, top down
+    # adjusted counts, top down: continuation counts, except raw counts at the top and after <s>
     adj = [None] * order
-    adj[order - 1] = counts.counts[order - 1].copy()
+    adj[order - 1] = counts.counts[order - 1]
     for n in range(order - 2, -1, -1):
-        a = np.bincount(st.suffix[n + 1], minlength=len(counts.counts[n])).astype(np.int64)
-        at_bos = st.first[n] == BOS_ID
-        a[at_bos] = counts.counts[n][at_bos]
+        a = np.bincount(st.suffix[n + 1], minlength=len(counts.counts[n])).astype(np.int64, copy=False)
+        lo, hi = st.bos[n]
+        a[lo:hi] = counts.counts[n][lo:hi]
         adj[n] = a
     adj[0] = adj[0].copy()
     adj[0][BOS_ID] = 0
     logp, bows, discounts, estimated = [], [], [], []
     prob_lower = None
     for n in range(order):
-        a = adj[n]
+        a, adj[n] = adj[n], None
         d, ok = kn_discounts(a, fallback)
         discounts.append([round(float(x), 6) for x in d])
         estimated.append(ok)
-        disc = np.concatenate([[0.0], d])[np.minimum(a, 3)]
+        a3 = np.minimum(a, 3)
         if n == 0:
             total = float(a.sum())
             mass = float(sum(d[j - 1] * np.count_nonzero(a == j) for j in (1, 2)) + d[2] * np.count_nonzero(a >= 3))
-            p = (a - disc) / total + (mass / total) / (v - 1)  # uniform over the vocabulary without <s>
+            p = (a - np.concatenate([[0.0], d])[a3]) / total + (mass / total) / (v - 1)  # uniform over V without <s>
             p[BOS_ID] = 1.0  # never predicted; lmplz writes log10 p(<s>) = 0
         else:
-            ctx = len(adj[n - 1])
             par = st.parent[n]
-            total = _bincount(par, a, ctx)
-            mass = sum(d[j - 1] * _bincount(par, (a == j) if j < 3 else (a >= 3), ctx) for j in (1, 2, 3))
-            gamma = np.divide(mass, total, out=np.ones(ctx), where=total > 0)
-            p = (a - disc) / total[par] + gamma[par] * prob_lower[st.suffix[n]]
+            total, gamma = _kn_gamma(a, a3, par, d, len(counts.counts[n - 1]))
+            # p = (a - D[a]) / total[par] + gamma[par] * prob_lower[suffix], with fewer temporaries
+            p = a - np.concatenate([[0.0], d])[a3]
+            del a3
+            p /= total[par]
+            del total
+            lower = prob_lower[st.suffix[n]]
+            lower *= gamma[par]
+            p += lower
+            del lower
             bows.append(np.log10(np.clip(gamma, 1e-30, None)).astype(np.float32))  # 0 where h has no children
         logp.append(_log10(p))
         prob_lower = p

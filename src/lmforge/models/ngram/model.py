@@ -85,7 +85,7 @@ class NgramLM:
                  info: dict | None = None):
         self.cfg = cfg
         self.vocab = Vocab()
-        self.vocab.index = {w: i for i, w in enumerate(words)}
+        self.vocab.index = dict(zip(words, range(len(words))))
         self.keys, self.logp, self.bow, self.counts = keys, logp, bow, counts
         self.info = info or {}
         self.tokenize = make_tokenizer(cfg)
