@@ -27,12 +27,13 @@ from pathlib import Path
 
 import safetensors.torch
 import torch
-import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import nn
 
 from ..config import StrictModel
 from ..errors import ConfigError, InputError
+from .adapters import (Bottleneck, PrefixKV, PromptEmbedding, add_bottlenecks, add_prefixes, add_prompt,
+                       self_attention_names)
 
 ATTR = "lmforge_peft"  # the adapter spec rides on the model object: save_model looks for it
 ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter.safetensors"
@@ -41,6 +42,7 @@ KINDS["all-linear"] = KINDS["attention"] + KINDS["mlp"]
 # output projections and heads of the pretraining objectives: never adapted by a kind
 OUTPUT_MODULES = ("lm_head", "mlm_head", "mlm_dense", "nsp_head", "pooler")
 METHODS = ("lora", "adalora", "ia3", "bottleneck", "prefix_tuning", "prompt_tuning")
+OURS = ("bottleneck", "prefix_tuning", "prompt_tuning")  # models/adapters.py
 MERGEABLE = ("lora", "adalora", "ia3")  # weight deltas; bottlenecks and prefixes add computation instead
 ADALORA = "lmforge_adalora"  # peft's AdaLoraModel (owns the rank allocator), kept on the model, not as a submodule
 NOT_YET = {"qlora": "a 4-bit base needs bitsandbytes' CUDA kernels (GPU only), not wired into lmforge bodies yet; "
@@ -92,59 +94,6 @@ class PeftSettings(StrictModel):
         if v not in ("pfeiffer", "houlsby"):
             raise ValueError(f"unknown bottleneck placement '{v}' (use pfeiffer or houlsby)")
         return v
-
-
-class Bottleneck(nn.Module):
-    """A bottleneck adapter on a sublayer's output projection: ``y + up(gelu(down(y)))``.
-
-    It sits where Houlsby et al. put it, after the projection and before the residual sum. ``up``
-    starts at zero, so training starts from exactly the base model."""
-
-    def __init__(self, base_layer: nn.Linear, size: int, dropout: float):
-        super().__init__()
-        self.base_layer = base_layer
-        d = base_layer.out_features
-        self.adapter_down = nn.Linear(d, size)
-        self.adapter_up = nn.Linear(size, d)
-        self.adapter_drop = nn.Dropout(dropout)
-        nn.init.zeros_(self.adapter_up.weight)
-        nn.init.zeros_(self.adapter_up.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.base_layer(x)
-        return y + self.adapter_up(self.adapter_drop(F.gelu(self.adapter_down(y))))
-
-
-class PromptEmbedding(nn.Module):
-    """Prompt tuning (Lester et al., 2021): learned vectors an encoder body reads before the tokens
-    (``layers.prepend_prompt``). Initialised from vocabulary embeddings, as the paper found best."""
-
-    def __init__(self, init: torch.Tensor):
-        super().__init__()
-        self.prompt_embeddings = nn.Parameter(init.detach().clone())  # (length, d_model)
-
-
-class PrefixKV(nn.Module):
-    """Prefix tuning: ``length`` learned keys and values per key/value head, in front of a layer's own.
-
-    Every query may attend to them (padding and causal masks never hide them); they carry no position
-    (RoPE is not applied to them) and never enter the KV cache, so cached decoding and beam search
-    work unchanged. Initialised from real tokens' projections, which trains more stably than noise."""
-
-    def __init__(self, k: torch.Tensor, v: torch.Tensor):
-        super().__init__()
-        self.prefix_k = nn.Parameter(k.detach().clone())  # (n_kv_head, length, head_dim)
-        self.prefix_v = nn.Parameter(v.detach().clone())
-
-    @property
-    def length(self) -> int:
-        return self.prefix_k.shape[1]
-
-    def forward(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        B = k.shape[0]
-        pk = self.prefix_k.to(k.dtype).unsqueeze(0).expand(B, -1, -1, -1)
-        pv = self.prefix_v.to(v.dtype).unsqueeze(0).expand(B, -1, -1, -1)
-        return torch.cat([pk, k], dim=2), torch.cat([pv, v], dim=2)
 
 
 def _peft():
@@ -206,12 +155,6 @@ def _peft_config(settings: PeftSettings, targets: list[str]):
                            target_modules=targets, use_dora=settings.use_dora, use_rslora=settings.use_rslora)
 
 
-def self_attention_names(root: nn.Module) -> list[str]:
-    from .layers import Attention
-
-    return [n for n, m in root.named_modules() if isinstance(m, Attention) and not m.cross and n]
-
-
 def _targets(root: nn.Module, settings: PeftSettings) -> list[str]:
     """What the method adapts: linear layers by ``target``; sublayer outputs (bottleneck); attention (prefix)."""
     if settings.method == "bottleneck":
@@ -238,53 +181,6 @@ def _targets(root: nn.Module, settings: PeftSettings) -> list[str]:
     return resolve_targets(root, settings.target)
 
 
-def _inject_bottlenecks(root: nn.Module, settings: PeftSettings, targets: list[str]) -> None:
-    for name in targets:
-        parent_name, _, child = name.rpartition(".")
-        parent = root.get_submodule(parent_name) if parent_name else root
-        base = getattr(parent, child)
-        size = settings.bottleneck_size or max(1, base.out_features // 16)
-        setattr(parent, child, Bottleneck(base, size, settings.dropout))
-    for p in root.parameters():
-        p.requires_grad_(False)
-    for m in root.modules():
-        if isinstance(m, Bottleneck):
-            for n, p in m.named_parameters():
-                p.requires_grad_(n.startswith("adapter_"))
-
-
-def _inject_prefixes(root: nn.Module, settings: PeftSettings, targets: list[str]) -> None:
-    """Each layer's prefix starts as its own keys/values of randomly drawn vocabulary entries (unit RMS)."""
-    tables = [m for m in root.modules() if isinstance(m, nn.Embedding)]
-    n = settings.num_virtual_tokens
-    if tables:
-        table = max(tables, key=lambda m: m.num_embeddings).weight.detach()
-        x = table[torch.randint(0, table.shape[0], (n,))]
-    else:
-        x = torch.randn(n, root.get_submodule(targets[0]).q_proj.in_features)
-    x = x / x.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-6)
-    for p in root.parameters():
-        p.requires_grad_(False)
-    with torch.no_grad():
-        for name in targets:
-            attn = root.get_submodule(name)
-            kv = attn.kv_proj(x.to(attn.kv_proj.weight.dtype)).view(n, 2, attn.n_kv_head, attn.head_dim)
-            kv = kv.permute(1, 2, 0, 3)  # (2, n_kv_head, n, head_dim)
-            attn.prefix = PrefixKV(kv[0], kv[1])
-
-
-def _inject_prompt(root: nn.Module, settings: PeftSettings) -> None:
-    """Start from randomly drawn vocabulary embeddings, normalised as the body normalises its own."""
-    table = root.wte.weight.detach()
-    x = table[torch.randint(0, table.shape[0], (settings.num_virtual_tokens,))]
-    with torch.no_grad():
-        if hasattr(root, "ln_emb"):  # BERT's embedding LayerNorm: the prompt goes in after it
-            x = root.ln_emb(x)
-    for p in root.parameters():
-        p.requires_grad_(False)
-    root.prompt = PromptEmbedding(x)
-
-
 def inject(model: nn.Module, settings: PeftSettings, base: dict, targets: list[str] | None = None) -> dict:
     """Add adapters to ``model`` in place and freeze the base; returns parameter counts.
 
@@ -294,12 +190,15 @@ def inject(model: nn.Module, settings: PeftSettings, base: dict, targets: list[s
     targets = targets if targets is not None else _targets(root, settings)
     if settings.seed is not None:
         torch.manual_seed(settings.seed)
+    if settings.method in OURS:  # freeze the base first: the adapter modules added next stay trainable
+        for p in root.parameters():
+            p.requires_grad_(False)
     if settings.method == "bottleneck":
-        _inject_bottlenecks(root, settings, targets)
+        add_bottlenecks(root, targets, settings.bottleneck_size, settings.dropout)
     elif settings.method == "prefix_tuning":
-        _inject_prefixes(root, settings, targets)
+        add_prefixes(root, targets, settings.num_virtual_tokens)
     elif settings.method == "prompt_tuning":
-        _inject_prompt(root, settings)
+        add_prompt(root, settings.num_virtual_tokens)
     elif settings.method == "adalora":  # the tuner object owns the rank allocator the trainer steps
         tuner = _peft().AdaLoraModel(root, _peft_config(settings, targets), "default")
         object.__setattr__(model, ADALORA, (tuner, settings))  # not registered: tuner.model is root itself

@@ -124,14 +124,14 @@ class Trainer:
         self.device = distributed.device_for(cfg.device)
         self.model = model.to(self.device)
         self.adapted = is_adapted(model)
-        if is_adapted(model) and self.mode == "fsdp":
+        if self.adapted and self.mode == "fsdp":
             raise ConfigError("finetune.peft with distributed fsdp is not supported (FSDP saving rebuilds plain models)",
                               "use distributed: ddp, or train the adapters on one process")
         if hasattr(objective, "steps_per_epoch") and cfg.max_epochs is not None:
             # epochs become steps once the data is known; the schedule then sees the real length
             steps = max(1, math.ceil(cfg.max_epochs * objective.steps_per_epoch))
             self.cfg = cfg = cfg.model_copy(update={"max_steps": steps})
-        if is_adapted(model):
+        if self.adapted:
             start_training(model, cfg.max_steps)  # AdaLoRA's rank schedule counts steps
         # the flag lives on the body (a head wrapper forwards nothing): set it on every module that has it
         for m in unwrap(self.model).modules():
@@ -275,7 +275,7 @@ class Trainer:
                     self.scaler.scale(loss).backward()
                     loss_total += float(loss_sum.detach())
                     state["tokens"] += self.objective.tokens(batch) * self._world()
-                if step == start_step and is_adapted(unwrap(self.model)):
+                if step == start_step and self.adapted:
                     check_gradients(unwrap(self.model))  # an adapter that gets no gradient is an error, not a no-op
                 grad_norm = None
                 if cfg.grad_clip:
