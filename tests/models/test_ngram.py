@@ -407,3 +407,23 @@ def test_arpa_with_bad_lines(tmp_path, kn3):
         with pytest.raises(InputError, match=rf"bad\.arpa:{i + 1}: .*{pattern}"):
             NgramLM.from_arpa(_write(tmp_path / "bad.arpa", bad))
 
+
+
+def test_compiled_query_path_equals_numpy(tmp_path):
+    """The numba scorer and byte tokenizer give exactly the numpy path's ids and log10 probabilities."""
+    from lmforge.models.ngram import query
+
+    if query.numba is None:
+        pytest.skip("numba not installed")
+    lines = ["the cat sat on the mat", "the dog sat", "a cat\u3000and\xa0a dog on\tthe mat", "猫 坐 在 垫子 上"] * 5
+    lm = train([_write(tmp_path / "t.txt", lines)], NgramConfig(order=4))
+    test = ["the cat sat", "", "   ", "an unseen word\x1cthe mat", "猫 坐 在 沙发 上 🙂", "the\u2028dog sat on"]
+    ids, pos, _ = lm.encode(test)
+    ids2, pos2 = lm.encode_ids(test)
+    assert np.array_equal(ids, ids2) and np.array_equal(pos, pos2)
+    a = lm.log10_probs(ids, pos)
+    b = lm.log10_probs_numpy(ids, pos)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    lower = train([_write(tmp_path / "l.txt", lines)], NgramConfig(order=3, lowercase=True))
+    ids, pos, _ = lower.encode(["The CAT sat"])
+    assert np.array_equal(lower.encode_ids(["The CAT sat"])[0], ids)

@@ -25,56 +25,11 @@ from .arpa import read_arpa, write_arpa
 from .config import SPACE, NgramConfig, iter_lines, make_tokenizer
 from .counts import BOS_ID, EOS_ID, UNK_ID, Vocab, count_files, encode_sentences, pack, unpack
 from .estimate import estimate
+from .query import KeyHash, Scorer, numba
+from .bytesplit import _blank_unicode_spaces
 
 MODEL_TYPE = "ngram"
 BATCH_TOKENS = 200_000  # tokens scored per vectorised batch when streaming a file
-
-
-class KeyHash:
-    """Open-addressing hash table over a sorted key array, looked up for many keys at once.
-
-    Sorted arrays are what the model stores; a hash probe touches one or two cache lines where a
-    binary search touches ~log2(n), which makes batch queries 2-4x faster on large tables.
-    """
-
-    MUL = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing
-
-    def __init__(self, keys: np.ndarray):
-        self.bits = max(4, int(np.ceil(np.log2(max(len(keys), 1) * 3))))  # load factor <= 1/3
-        size = 1 << self.bits
-        self.keys = np.zeros(size, np.uint64)
-        self.vals = np.full(size, -1, np.int64)
-        slot = self._slot(keys)
-        todo = np.arange(len(keys))
-        while len(todo):  # linear probing, one round for all keys still without a slot
-            s = slot[todo]
-            free = self.vals[s] < 0
-            cand, s = todo[free], s[free]
-            s, first = np.unique(s, return_index=True)
-            win = cand[first]
-            self.keys[s], self.vals[s] = keys[win], win
-            placed = np.zeros(len(keys), bool)
-            placed[win] = True
-            todo = todo[~placed[todo]]
-            slot[todo] = (slot[todo] + 1) & (size - 1)
-
-    def _slot(self, q: np.ndarray) -> np.ndarray:
-        return ((q * self.MUL) >> np.uint64(64 - self.bits)).astype(np.int64)
-
-    def find(self, q: np.ndarray) -> np.ndarray:
-        """Index of each key of ``q`` in the sorted array, or -1."""
-        out = np.full(len(q), -1, np.int64)
-        slot = self._slot(q)
-        todo = np.arange(len(q))
-        mask = (1 << self.bits) - 1
-        while len(todo):
-            s = slot[todo]
-            v = self.vals[s]
-            hit = (self.keys[s] == q[todo]) & (v >= 0)
-            out[todo[hit]] = v[hit]
-            todo = todo[~hit & (v >= 0)]
-            slot[todo] = (slot[todo] + 1) & mask
-        return out
 
 
 class NgramLM:
@@ -90,6 +45,7 @@ class NgramLM:
         self.info = info or {}
         self.tokenize = make_tokenizer(cfg)
         self._hash: list | None = None  # per-order hash tables over the keys, built at the first query
+        self._scorer: Scorer | None = None  # the compiled query path (numba), built at the first query
 
     @property
     def order(self) -> int:
@@ -101,10 +57,22 @@ class NgramLM:
 
     # ---- querying -------------------------------------------------------------------------------
 
-    def _matches(self, ids: np.ndarray, pos: np.ndarray) -> list[np.ndarray]:
-        """idx[m-1][i]: index of the m-gram ending at token i in table m, or -1."""
+    def _tables(self) -> list:
         if self._hash is None:
             self._hash = [None] + [KeyHash(k) for k in self.keys[1:]]
+        return self._hash
+
+    def scorer(self) -> Scorer | None:
+        """The compiled query path, or None without numba (then numpy gives the same numbers)."""
+        if numba is None:
+            return None
+        if self._scorer is None:
+            self._scorer = Scorer(self.words, self.logp, self.bow, self.keys, BOS_ID, EOS_ID, UNK_ID)
+        return self._scorer
+
+    def _matches(self, ids: np.ndarray, pos: np.ndarray) -> list[np.ndarray]:
+        """idx[m-1][i]: index of the m-gram ending at token i in table m, or -1."""
+        self._tables()
         idx = [ids]
         for m in range(2, self.order + 1):
             prev = idx[-1]
@@ -117,6 +85,13 @@ class NgramLM:
 
     def log10_probs(self, ids: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """log10 p of every token after <s> (float64) and the length of the n-gram that matched."""
+        sc = self.scorer()
+        if sc is not None:
+            return sc.score(np.ascontiguousarray(ids, np.int64), np.ascontiguousarray(pos, np.int64))
+        return self.log10_probs_numpy(ids, pos)
+
+    def log10_probs_numpy(self, ids: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``log10_probs`` with array operations only (no numba): one probe round per order."""
         idx = self._matches(ids, pos)
         lp = self.logp[0][ids].astype(np.float64)
         length = np.ones(len(ids), np.int64)
@@ -135,6 +110,21 @@ class NgramLM:
         sents = [t for t in map(self.tokenize, lines) if t]
         ids, pos = encode_sentences(sents, self.vocab)
         return ids, pos, sents
+
+    def encode_ids(self, lines: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``encode`` without the token lists: for whitespace words, split and looked up in compiled
+        code straight from the UTF-8 bytes (same ids as ``encode``)."""
+        sc = self.scorer()
+        if sc is not None and self.cfg.unit == "word" and self.cfg.segmenter == "whitespace":
+            text = "\n".join(lines)
+            if self.cfg.lowercase:
+                text = text.lower()
+            data = text.encode("utf-8")
+            if data.count(b"\n") == len(lines) - 1:  # no line holds a line break of its own
+                u = np.frombuffer(data, np.uint8)
+                return sc.tokenize(u if data.isascii() else _blank_unicode_spaces(u))
+        ids, pos, _ = self.encode(lines)
+        return ids, pos
 
     def full_scores(self, sentence: str) -> list[tuple[float, int, bool]]:
         """(log10 p, matched n-gram length, oov) per word and for </s>, like ``kenlm.Model.full_scores``."""
@@ -159,7 +149,7 @@ class NgramLM:
 
         def flush() -> None:
             nonlocal total, total_in, tokens, oov, sentences
-            ids, pos, sents = self.encode(batch)
+            ids, pos = self.encode_ids(batch)
             if not len(ids):
                 return
             lp, _ = self.log10_probs(ids, pos)
@@ -168,9 +158,10 @@ class NgramLM:
             total_in += float(lp[~is_oov].sum())
             tokens += len(lp)
             oov += int(is_oov.sum())
-            sentences += len(sents)
-            if per_token:
-                ends = np.cumsum([len(s) + 1 for s in sents])
+            starts = np.flatnonzero(pos == 0)
+            sentences += len(starts)
+            if per_token:  # sentence k's scored tokens: from its <s> to the next one, less the <s>
+                ends = np.append(starts[1:], len(ids)) - np.arange(1, len(starts) + 1)
                 rows.extend(np.split(np.round(lp, 6), ends[:-1]))
 
         for line in lines:
