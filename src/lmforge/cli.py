@@ -274,6 +274,9 @@ def _mount_subapps() -> None:
 
     app.command("tune")(tune)
     app.command("cv")(cv)
+    from .data.augment_cli import augment
+
+    app.command("augment")(augment)
     from .tokenizer.cli import app as tokenizer_app
 
     app.add_typer(data_app, name="data", help="Data pipeline: process, split, stats, crawl, leakage.\n\n"

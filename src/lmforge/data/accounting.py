@@ -1,6 +1,7 @@
 """Accounting: merge per-shard stats into ``stats.json`` and shard errors into ``errors.jsonl``.
 
-Input records = kept + dropped + errors, always; each step's input is the previous step's output.
+Input records + created = kept + dropped + errors, always (``created``: copies that one-in, many-out
+steps such as augmentation added); each step's input is the previous step's output.
 """
 
 from __future__ import annotations
@@ -58,11 +59,12 @@ def collect(shards: list, cfg: DataStageConfig, work: Path, out: Path, seconds: 
     for d in ordered.values():
         drops.update(d.get("dropped", {}))
     kept = ordered[list(ordered)[-1]]["out"]
+    created = sum(d.get("created", 0) for d in ordered.values())
     langs = Counter()
     if "langid" in steps:
         langs = Counter({k.split(":", 1)[1]: v for k, v in steps["langid"].counters.items()})
     return {
-        "records_in": counts["records_in"], "kept": kept, "dropped": sum(drops.values()),
+        "records_in": counts["records_in"], "created": created, "kept": kept, "dropped": sum(drops.values()),
         "errors": counts["errors"], "drop_reasons": dict(sorted(drops.items(), key=lambda kv: -kv[1])),
         "languages": dict(langs.most_common()), "steps": ordered, "shards": len(shards),
         "seconds": round(seconds, 3), "executor": cfg.executor,

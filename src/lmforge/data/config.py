@@ -102,6 +102,21 @@ class SegmentConfig(StrictModel):
     stopwords: bool = False
 
 
+class AugmentConfig(StrictModel):
+    """Copies of each kept document after dedup (so copies are not deduplicated away); docs/augment.md.
+
+    Model-backed methods (contextual, backtranslate) need a predictor: use ``lmforge augment``."""
+
+    enabled: bool = False
+    method: Literal["eda", "synonym", "insert", "swap", "delete", "noise"] = "eda"
+    n: int = Field(1, ge=1, le=64)  # copies per document
+    seed: int = 0
+    lang: Literal["auto", "en", "zh"] = "auto"
+    options: dict[str, float | int | bool] = Field(default_factory=dict)  # per-method rates, e.g. alpha_sr: 0.2
+    wordnet_dir: str | None = None  # default /usr/share/wordnet (Debian wordnet-base)
+    cilin: str | None = None  # default $LMFORGE_DATASETS/lexicons/cilin/cilin_ex.txt
+
+
 class SplitConfig(StrictModel):
     val_fraction: float = Field(0.1, ge=0, lt=1)
     test_fraction: float = Field(0.0, ge=0, lt=1)
@@ -109,6 +124,7 @@ class SplitConfig(StrictModel):
     mode: Literal["random", "stratified", "grouped"] = "random"
     label_field: str = "label"  # meta key for stratified splits
     group_field: str | None = None  # meta key for grouped splits (near-dup clusters are always grouped)
+    # augmented copies (meta.augmented_from) always go to the side of their source, in every mode
     group_threshold: float = 0.7
 
 
@@ -128,6 +144,7 @@ class DataStageConfig(StrictModel):
     pii: PIIConfig = Field(default_factory=PIIConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     segment: SegmentConfig = Field(default_factory=SegmentConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     executor: Literal["local", "ray"] = "local"

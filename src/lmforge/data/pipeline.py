@@ -1,4 +1,4 @@
-"""The recommended pipeline: read -> normalise -> langid -> quality -> PII -> dedup -> (segment).
+"""The recommended pipeline: read -> normalise -> langid -> quality -> PII -> dedup -> (augment) -> (segment).
 
 Work is split into shards (groups of input files). Three phases, each resumable through markers
 under ``OUT/.work``:
@@ -97,6 +97,19 @@ def build_steps(cfg: DataStageConfig) -> list:
         steps.append(Quality(cfg.quality))
     if cfg.pii.enabled:
         steps.append(PII(cfg.pii))
+    return steps
+
+
+def post_steps(cfg: DataStageConfig, lines: dict) -> list:
+    """Steps after dedup: paragraph dedup, augmentation (copies must not be deduplicated), segmentation."""
+    steps: list = [ParagraphDedup(lines)] if cfg.dedup.paragraph else []
+    if cfg.augment.enabled:
+        from .steps.augment import build_augmenter
+
+        a = cfg.augment
+        steps.append(build_augmenter(a.method, a.n, a.seed, a.lang, a.options, wordnet_dir=a.wordnet_dir, cilin=a.cilin))
+    if cfg.segment.enabled:
+        steps.append(Segment(cfg.segment))
     return steps
 
 
@@ -276,7 +289,7 @@ def phase3(shard: Shard, cfg: DataStageConfig, work: Path, out: Path) -> None:
     suffix = shard_suffix(cfg.output.format)
     decisions = json.loads((work / "p2" / f"{_name(shard.index)}.json").read_text(encoding="utf-8"))
     lines = decisions.pop("lines", {})
-    post = ([ParagraphDedup(lines)] if cfg.dedup.paragraph else []) + ([Segment(cfg.segment)] if cfg.segment.enabled else [])
+    post = post_steps(cfg, lines)
     base = work / "p1" / _name(shard.index)
     raw_ok = not post and cfg.output.format != "parquet"  # survivors pass through as JSON lines
     with ShardWriter(out / "kept" / f"{_name(shard.index)}{suffix}", cfg.output.format) as kept_w, \

@@ -3,6 +3,7 @@
 Assignment is deterministic: every document (or group) gets a rank from a hash of its id and the
 seed, and the lowest ranks fill test, then val, then train with exact proportions. Grouped splits
 put every near-duplicate cluster (MinHash, like dedup) and every ``group_field`` value on one side.
+In every mode an augmented copy (``meta.augmented_from``) goes where its source goes.
 Two passes over the files: only ids, labels and signatures are held in memory, never the text.
 """
 
@@ -31,39 +32,60 @@ def iter_records(paths: Iterable[str | Path]) -> Iterator[dict]:
         yield from iter_jsonl(p)
 
 
-def _allocate(items: list[int], ranks: list[int], n_test: int, n_val: int, assign: np.ndarray) -> None:
-    order = sorted(items, key=lambda i: ranks[i])
-    for k, i in enumerate(order):
-        assign[i] = 2 if k < n_test else 1 if k < n_test + n_val else 0
+def source_id(rec: dict) -> str:
+    """The id of the original a record was made from (an augmented copy's ``meta.augmented_from``), else its own."""
+    src = (rec.get("meta") or {}).get("augmented_from")
+    return str(src) if src is not None else str(rec["id"])
+
+
+def _fill(groups: list[list[int]], ranks: list[int], n_test: int, n_val: int, assign: np.ndarray,
+          leaders: list[int] | None = None) -> None:
+    """Groups in rank order (of their leader: first member by default) fill test, then val (by
+    documents), the rest is train; a group never splits."""
+    filled = [0, 0]
+    lead = leaders or [g[0] for g in groups]
+    for _, g in sorted(zip(lead, groups), key=lambda x: ranks[x[0]]):
+        side = 2 if filled[0] < n_test else 1 if filled[1] < n_val else 0
+        if side:
+            filled[2 - side] += len(g)
+        assign[g] = side
+
+
+def _by_source(records: list[dict], items: list[int]) -> list[list[int]]:
+    """``items`` grouped by source id (the original first, where present): copies travel with their source."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i in items:
+        groups[source_id(records[i])].append(i)
+    return list(groups.values())
 
 
 def assign_splits(records: list[dict], cfg: SplitConfig) -> np.ndarray:
-    """0 train, 1 val, 2 test for each record (``id``, ``meta``; ``text`` only for grouped)."""
+    """0 train, 1 val, 2 test for each record (``id``, ``meta``; ``text`` only for grouped).
+
+    Augmented copies (``meta.augmented_from``) always land on their source's side: a group is ranked
+    by its source id, and stratified splits stratify by the source's label."""
     n = len(records)
     assign = np.zeros(n, dtype=np.int8)
-    ranks = [_rank(str(r["id"]), cfg.seed) for r in records]
+    ranks = [_rank(source_id(r), cfg.seed) for r in records]
     if cfg.mode == "random":
-        _allocate(list(range(n)), ranks, round(n * cfg.test_fraction), round(n * cfg.val_fraction), assign)
+        _fill(_by_source(records, list(range(n))), ranks, round(n * cfg.test_fraction), round(n * cfg.val_fraction),
+              assign)
     elif cfg.mode == "stratified":
-        by_label: dict[str, list[int]] = defaultdict(list)
-        for i, r in enumerate(records):
-            by_label[str(r.get("meta", {}).get(cfg.label_field))].append(i)
-        for items in by_label.values():
-            m = len(items)
-            _allocate(items, ranks, round(m * cfg.test_fraction), round(m * cfg.val_fraction), assign)
+        groups = _by_source(records, list(range(n)))
+        by_label: dict[str, list[list[int]]] = defaultdict(list)
+        for g in groups:
+            first = min(g, key=lambda i: (str(records[i]["id"]) != source_id(records[i]), i))  # the original
+            by_label[str(records[first].get("meta", {}).get(cfg.label_field))].append(g)
+        for gs in by_label.values():
+            m = sum(len(g) for g in gs)
+            _fill(gs, ranks, round(m * cfg.test_fraction), round(m * cfg.val_fraction), assign)
     else:
-        groups = group_ids(records, cfg)
+        roots = group_ids(records, cfg)
         members: dict[int, list[int]] = defaultdict(list)
-        for i, g in enumerate(groups):
+        for i, g in enumerate(roots):
             members[g].append(i)
-        order = sorted(members, key=lambda g: ranks[g])  # a group is ranked by its first member
-        targets = (round(n * cfg.test_fraction), round(n * cfg.val_fraction))
-        filled = [0, 0]
-        for g in order:
-            side = 2 if filled[0] < targets[0] else 1 if filled[1] < targets[1] else 0
-            if side:
-                filled[2 - side] += len(members[g])
-            assign[members[g]] = side
+        _fill(list(members.values()), ranks, round(n * cfg.test_fraction), round(n * cfg.val_fraction), assign,
+              leaders=list(members))  # a group is ranked by its root
     return assign
 
 
@@ -77,6 +99,7 @@ def group_ids(records: list[dict], cfg: SplitConfig) -> list[int]:
     for i, r in enumerate(records):  # exact copies too
         first = first_of.setdefault(f"x{exact_key(r['text'])}", i)
         uf.union(first, i)
+        uf.union(first_of.setdefault(f"s{source_id(r)}", i), i)  # an augmented copy joins its source
         if cfg.group_field:
             val = r.get("meta", {}).get(cfg.group_field)
             if val is not None:
@@ -134,8 +157,14 @@ def assign_folds(records: list[dict], k: int, mode: str = "stratified", seed: in
                  group_field: str | None = None, group_threshold: float = 0.7) -> np.ndarray:
     """The fold (0..k-1) of each record, for cross-validation: ``stratified`` keeps each fold's label
     mix (``meta.label``), ``grouped`` keeps near-duplicate clusters and ``group_field`` values inside
-    one fold (so copies never straddle train and held-out), ``random`` is plain k-fold."""
-    from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
+    one fold (so copies never straddle train and held-out), ``random`` is plain k-fold. Augmented
+    copies (``meta.augmented_from``) share their source's fold in every mode."""
+    from sklearn.model_selection import (
+        GroupKFold,
+        KFold,
+        StratifiedGroupKFold,
+        StratifiedKFold,
+    )
 
     from ..errors import ConfigError
 
@@ -153,7 +182,11 @@ def assign_folds(records: list[dict], k: int, mode: str = "stratified", seed: in
         if counts[rare] < k:
             raise ConfigError(f"--folds {k} is larger than the smallest class: label '{rare}' has {counts[rare]} examples",
                               f"use at most {counts[rare]} folds, add examples of '{rare}', or use mode random")
-        splits = StratifiedKFold(k, shuffle=True, random_state=seed).split(x, labels)
+        sources = [source_id(r) for r in records]
+        if len(set(sources)) < n:  # augmented copies: folds of whole source groups
+            splits = StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(x, labels, groups=sources)
+        else:
+            splits = StratifiedKFold(k, shuffle=True, random_state=seed).split(x, labels)
     elif mode == "grouped":
         groups = group_ids(records, SplitConfig(mode="grouped", group_field=group_field, group_threshold=group_threshold))
         if len(set(groups)) < k:
@@ -161,7 +194,13 @@ def assign_folds(records: list[dict], k: int, mode: str = "stratified", seed: in
                               "use fewer folds or mode random")
         splits = GroupKFold(k, shuffle=True, random_state=seed).split(x, groups=groups)
     elif mode == "random":
-        splits = KFold(k, shuffle=True, random_state=seed).split(x)
+        sources = [source_id(r) for r in records]
+        if len(set(sources)) < n:
+            if len(set(sources)) < k:
+                raise ConfigError(f"--folds {k} with only {len(set(sources))} source documents", "use fewer folds")
+            splits = GroupKFold(k, shuffle=True, random_state=seed).split(x, groups=sources)
+        else:
+            splits = KFold(k, shuffle=True, random_state=seed).split(x)
     else:
         raise ConfigError(f"unknown fold mode '{mode}'", "use stratified, grouped or random")
     for i, (_, held) in enumerate(splits):

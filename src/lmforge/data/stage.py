@@ -21,7 +21,7 @@ def run(cfg: DataStageConfig, out_dir: Path) -> StageResult:
     counts = split_files(kept, out_dir / "splits", cfg.split)
     atomic_write_json(out_dir / "splits" / "split.json", {**counts, "config": cfg.split.model_dump(),
                                                           "seconds": round(time.perf_counter() - t, 3)})
-    metrics = {"records_in": stats["records_in"], "kept": stats["kept"], "dropped": stats["dropped"],
+    metrics = {"records_in": stats["records_in"], "created": stats.get("created", 0), "kept": stats["kept"], "dropped": stats["dropped"],
                "errors": stats["errors"], "train_docs": counts.get("train", 0), "val_docs": counts.get("val", 0)}
     if "test" in counts:
         metrics["test_docs"] = counts["test"]

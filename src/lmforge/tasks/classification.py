@@ -82,8 +82,12 @@ class Classification(Task):
             rid = rec.get(cfg.id_field) if cfg.id_field else rec.get("id")
             if not text:
                 self.warnings.add("empty text", f"{path}:{line}")
-            out.append({"id": str(rid) if rid is not None else f"{Path(path).name}:{line}", "text": text,
-                        "label": labels if cfg.multi_label else labels[0], "line": line})
+            ex = {"id": str(rid) if rid is not None else f"{Path(path).name}:{line}", "text": text,
+                  "label": labels if cfg.multi_label else labels[0], "line": line}
+            src = rec.get("augmented_from") or (rec.get("meta") or {}).get("augmented_from")
+            if src is not None:  # an augmented copy: validation and folds keep it with its source
+                ex["augmented_from"] = str(src)
+            out.append(ex)
         return require_examples(out, path)
 
     def _parse_labels(self, raw, names, path, line) -> list[str]:

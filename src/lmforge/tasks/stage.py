@@ -148,7 +148,8 @@ def split_train_val(task: Task, examples: list[dict], data: TaskData) -> tuple[l
 
     label = examples[0].get("label")
     mode = "stratified" if isinstance(label, (str, int)) else "random"
-    records = [{"id": f"{i}:{e['id']}", "meta": {"label": str(e.get("label"))}} for i, e in enumerate(examples)]
+    records = [{"id": f"{i}:{e['id']}", "meta": {"label": str(e.get("label")), "augmented_from": _source(e)}}
+               for i, e in enumerate(examples)]
     assign = assign_splits(records, SplitConfig(val_fraction=data.val_fraction, seed=data.split_seed, mode=mode))
     train = [e for e, a in zip(examples, assign) if a == 0]
     val = [e for e, a in zip(examples, assign) if a == 1]
@@ -156,6 +157,11 @@ def split_train_val(task: Task, examples: list[dict], data: TaskData) -> tuple[l
         raise InputError(f"{data.train}: too few examples to hold out validation ({len(examples)})",
                          "add examples, raise finetune.data.val_fraction or set finetune.data.val")
     return train, val
+
+
+def _source(e: dict) -> str:
+    """The id an example was augmented from, else its own: a copy and its source share one side."""
+    return str(e.get("augmented_from") or (e.get("meta") or {}).get("augmented_from") or e["id"])
 
 
 def _example_text(e: dict) -> str:
@@ -179,7 +185,8 @@ def fold_split(task: Task, data: TaskData, examples: list[dict]) -> tuple[list[d
         raise InputError(f"{data.train}: stratified folds need one label per example",
                          "set finetune.data.fold.mode to random or grouped")
     records = [{"id": str(i), "text": _example_text(e),
-                "meta": {"label": str(e.get("label")), **({f.group_field: e.get(f.group_field)} if f.group_field else {})}}
+                "meta": {"label": str(e.get("label")), "augmented_from": _source(e),
+                         **({f.group_field: e.get(f.group_field)} if f.group_field else {})}}
                for i, e in enumerate(examples)]
     folds = assign_folds(records, f.k, mode, f.seed, group_field=f.group_field)
     return ([e for e, i in zip(examples, folds) if i != f.index], [e for e, i in zip(examples, folds) if i == f.index])

@@ -57,3 +57,15 @@ def segment(text: str, lang: str | None = None, remove_stopwords: bool = False) 
         sw = stopwords(lang)
         toks = [t for t in toks if t.lower() not in sw]
     return toks
+
+
+_SPAN_EN = re.compile(r"[^\W_]+(?:['’\-][^\W_]+)*|\S")
+
+
+def token_spans(text: str, lang: str) -> list[tuple[int, int]]:
+    """Character spans of the tokens of ``text`` (whitespace between them is not a token): jieba's
+    words for 'zh', else letter/digit runs (with inner apostrophes and hyphens) and single symbols.
+    Every non-space character is in exactly one span, so editing tokens keeps the rest of the text."""
+    if lang == "zh":
+        return [(a, b) for _, a, b in _jieba().tokenize(text) if text[a:b].strip()]
+    return [m.span() for m in _SPAN_EN.finditer(text)]
