@@ -29,11 +29,13 @@ install-dev: $(VENV)/.installed-dev
 quickstart: install
 	$(BIN)/lmforge run recipes/quickstart.yaml
 
-# System packages some tests use (WordNet for English EDA synonyms); installed when we may, else those tests skip.
+# System packages some tests use (WordNet for English EDA synonyms, headless Chromium for the annotation
+# page); installed when we may (root with apt), else those tests skip.
+SYSTEM_PKGS := wordnet-base chromium chromium-driver
 system-deps:
-	@if [ ! -d /usr/share/wordnet ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  (apt-get install -y -q wordnet-base >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q wordnet-base >/dev/null 2>&1)) \
-	  || echo "note: could not apt-get install wordnet-base; WordNet tests will skip"; fi
+	@if { [ ! -d /usr/share/wordnet ] || ! command -v chromedriver >/dev/null; } && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get install -y -q $(SYSTEM_PKGS) >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $(SYSTEM_PKGS) >/dev/null 2>&1)) \
+	  || echo "note: could not apt-get install $(SYSTEM_PKGS); the tests that need them will skip"; fi
 
 test: install-dev system-deps
 	$(BIN)/python -m pytest

@@ -285,7 +285,8 @@ def _mount_subapps() -> None:
 
     for module, name, text in (("lmforge.models.ngram_cli", "ngram", "n-gram language models (Kneser-Ney): train, generate, score."),
                                ("lmforge.models.vectors_cli", "vectors", "Word vectors (word2vec, GloVe, fastText): train, eval, neighbors."),
-                               ("lmforge.models.peft_cli", "peft", "Adapters (LoRA, IA3): merge into a plain model, info.")):
+                               ("lmforge.models.peft_cli", "peft", "Adapters (LoRA, IA3): merge into a plain model, info."),
+                               ("lmforge.label.cli", "label", "Labeling projects: import, export, serve (annotation page), agreement, weak labels, label issues.")):
         if importlib.util.find_spec(module) is not None:
             app.add_typer(importlib.import_module(module).app, name=name, help=text)
     app.add_typer(tokenizer_app, name="tokenizer", help="Train tokenizers, encode corpora to token shards, stats.\n\n"

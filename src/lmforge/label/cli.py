@@ -1,0 +1,147 @@
+"""``lmforge label ...``: import, export, serve, agreement, stats (mounted by lmforge.cli)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(help="Labeling projects (SQLite): import, annotate in the browser, agreement, export.",
+                  no_args_is_help=True)
+
+PROJECT = typer.Option(..., "--project", "-p", help="The project's SQLite file, e.g. labels.db.")
+
+
+def _labels(text: Optional[str]) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()] if text else []
+
+
+@app.command("import")
+def import_(
+    file: Path = typer.Argument(..., help="jsonl/json/csv/tsv, a `data split` directory, or a Label Studio JSON export."),
+    project: Path = PROJECT,
+    kind: Optional[str] = typer.Option(None, help="classification | multilabel | ner (new projects; else guessed "
+                                       "from the labels in the file)."),
+    labels: Optional[str] = typer.Option(None, help="Comma-separated label names to add, e.g. pos,neg."),
+    text_field: str = typer.Option("text", help="Field (or column) with the text."),
+    label_field: str = typer.Option("label", help="Field with the label (also looked up under meta)."),
+    id_field: str = typer.Option("id", help="Field with the example id."),
+    annotator: str = typer.Option("import", help="Whose annotations the file's labels become."),
+    label_separator: str = typer.Option(",", help="Multi-label labels given as one string, e.g. 'a,b'."),
+    offsets: str = typer.Option("auto", help="Label Studio span offsets: auto | codepoints | utf16 (versions "
+                                "from 2021 and before)."),
+) -> None:
+    """Add examples (and their labels, predictions, Label Studio annotations) to a project.
+
+    Example: lmforge label import reviews.csv --project labels.db --kind classification --labels pos,neg
+    """
+    from .io import import_file
+
+    res = import_file(project, file, kind, _labels(labels), text_field, label_field, id_field, annotator,
+                      label_separator, offsets)
+    extra = "".join(f", {res[k]} {k.replace('_', ' ')}" for k in ("skipped", "predictions", "spans_dropped")
+                    if res.get(k))
+    typer.echo(f"{res['added']} examples added ({res['existing']} already there), {res['annotations']} annotations"
+               f"{extra} -> {project} [{res['kind']}: {', '.join(res['labels'])}]")
+    if res.get("spans_dropped"):
+        typer.echo("warning: spans whose offsets match neither code points nor UTF-16 were left out "
+                   "(they stay in the Label Studio export)", err=True)
+
+
+@app.command()
+def export(
+    project: Path = PROJECT,
+    format: str = typer.Option("jsonl", "--format", "-f", help="jsonl (what `finetune` reads) | labelstudio | "
+                               "conll (NER)."),
+    output: Path = typer.Option(..., "--output", "-o", help="File to write."),
+    annotator: Optional[str] = typer.Option(None, help="Export this annotator's labels (default: the majority of "
+                                            "annotators, ties to the latest)."),
+    include_unlabeled: bool = typer.Option(False, help="jsonl: also examples without a label (label null)."),
+    offsets: str = typer.Option("codepoints", help="labelstudio: codepoints (current Label Studio) | utf16."),
+) -> None:
+    """Write the project's labels for training or for Label Studio.
+
+    Example: lmforge label export --project labels.db --format jsonl --output train.jsonl
+    """
+    from .io import export as run_export
+
+    n = run_export(project, format, output, annotator, include_unlabeled, offsets)
+    typer.echo(f"{n} examples -> {output}")
+    if format == "labelstudio":
+        from .labelstudio import labeling_config
+        from .project import Project
+
+        config = output.with_name(output.stem + ".label_config.xml")
+        with Project(project) as proj:
+            config.write_text(labeling_config(proj), encoding="utf-8")
+        typer.echo(f"Label Studio labeling interface -> {config}")
+
+
+@app.command()
+def serve(
+    project: Path = PROJECT,
+    host: str = typer.Option("127.0.0.1", help="Address to bind (the page has no login: keep it local)."),
+    port: int = typer.Option(8765, help="Port."),
+    annotator: str = typer.Option("default", help="Annotator name for this browser session (or ?annotator=NAME)."),
+) -> None:
+    """Open the annotation page: one example at a time, keyboard shortcuts, spans by mouse.
+
+    Example: lmforge label serve --project labels.db --annotator alice   (then open http://127.0.0.1:8765)
+    """
+    from .project import Project
+    from .server import serve as run_server
+
+    Project(project).close()  # a clear error before the server starts
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo(f"warning: binding {host}: anyone who can reach it can read and annotate the project", err=True)
+    typer.echo(f"annotating {project} as {annotator}: http://{host}:{port}/")
+    run_server(project, host, port, annotator)
+
+
+@app.command()
+def agreement(
+    project: Path = PROJECT,
+    annotators: Optional[str] = typer.Option(None, help="Comma-separated annotators to compare (default: all)."),
+    conflicts: Optional[Path] = typer.Option(None, help="Write the conflicting examples here (jsonl)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Inter-annotator agreement: Cohen's kappa per pair, Fleiss' kappa, Krippendorff's alpha; conflicts.
+
+    Example: lmforge label agreement --project labels.db --conflicts conflicts.jsonl
+    """
+    from .agreement import agreement as run_agreement, conflicts as find_conflicts
+    from .project import Project
+
+    who = _labels(annotators) or None
+    with Project(project) as proj:
+        report = run_agreement(proj, who)
+        if conflicts is not None:
+            from ..runs import atomic_write_text
+
+            rows = find_conflicts(proj, who)
+            atomic_write_text(conflicts, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    if as_json:
+        typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        return
+    typer.echo(f"{report['kind']}: {len(report['annotators'])} annotators, {report['items']} items "
+               "labeled by two or more")
+    for pair, r in report["pairs"].items():
+        f1 = f", span F1 {r['span_f1']}" if "span_f1" in r else ""
+        typer.echo(f"  {pair}: Cohen's kappa {r['kappa']}, agreement {r['agreement']} on {r['items']} items{f1}")
+    typer.echo(f"Fleiss' kappa {report['fleiss_kappa']} ({report['fleiss_items']} items labeled by all); "
+               f"Krippendorff's alpha {report['krippendorff_alpha']}; {report['conflicts']} conflicting examples"
+               + (f" -> {conflicts}" if conflicts else ""))
+
+
+@app.command()
+def stats(project: Path = PROJECT) -> None:
+    """Examples, labels, annotators and their progress.
+
+    Example: lmforge label stats --project labels.db
+    """
+    from .project import Project
+
+    with Project(project) as proj:
+        typer.echo(json.dumps(proj.stats(), ensure_ascii=False, indent=2))
