@@ -145,3 +145,14 @@ def stats(project: Path = PROJECT) -> None:
 
     with Project(project) as proj:
         typer.echo(json.dumps(proj.stats(), ensure_ascii=False, indent=2))
+
+
+def _mount_extra() -> None:
+    """Weak labels and label issues live in cli_extra.py (their options are many); same sub-app."""
+    from .cli_extra import issues, weak
+
+    app.command("weak")(weak)
+    app.command("issues")(issues)
+
+
+_mount_extra()
