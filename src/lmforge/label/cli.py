@@ -147,6 +147,54 @@ def stats(project: Path = PROJECT) -> None:
         typer.echo(json.dumps(proj.stats(), ensure_ascii=False, indent=2))
 
 
+@app.command()
+def suggest(
+    project: Path = PROJECT,
+    model: Path = typer.Option(..., "--model", help="a fine-tuned lmforge model directory (classification or NER)"),
+    all_examples: bool = typer.Option(False, "--all", help="also pre-label examples that already have labels"),
+) -> None:
+    """Store a model's pre-labels (label and confidence) for the page to show.
+
+    Example: lmforge label suggest --project labels.db --model runs/sst2/finetune/pretrained/model
+    """
+    from .assist import suggest as run_suggest
+    from .cli_extra import model_predictor_factory
+    from .project import Project
+
+    with Project(project) as proj:
+        out = run_suggest(proj, model_predictor_factory()(str(model)), model.name or str(model),
+                          only_unlabeled=not all_examples)
+    typer.echo(json.dumps(out, ensure_ascii=False))
+
+
+@app.command("next")
+def next_(
+    project: Path = PROJECT,
+    model: Path = typer.Option(..., "--model", help="a fine-tuned lmforge classification model directory"),
+    k: int = typer.Option(10, "--k", min=1, help="how many examples to pick"),
+    strategy: str = typer.Option("entropy", "--strategy",
+                                 help="entropy | margin | least_confident | random | diversity"),
+    seed: int = typer.Option(0, "--seed"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="write the picks as jsonl (default: stdout)"),
+) -> None:
+    """Pick the unlabeled examples to label next (active learning), best first.
+
+    Example: lmforge label next --project labels.db --model MODEL_DIR --k 20 --strategy margin
+    """
+    from .assist import next_batch
+    from .cli_extra import model_predictor_factory
+    from .project import Project
+
+    with Project(project) as proj:
+        picks = next_batch(proj, model_predictor_factory()(str(model)), k, strategy, seed=seed)
+    text = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in picks)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"{len(picks)} examples -> {output}")
+
+
 def _mount_extra() -> None:
     """Weak labels and label issues live in cli_extra.py (their options are many); same sub-app."""
     from .cli_extra import issues, weak
