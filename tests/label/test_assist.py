@@ -53,3 +53,28 @@ def test_suggest_and_next(tmp_path, capsys):
             gaps = [abs(np.subtract(*sorted(p["prediction"]["scores"].values(), reverse=True)[:2])) for p in picks]
             assert gaps[0] == min(gaps)
     assert main(["label", "next", "--project", str(db), "--model", str(model), "--strategy", "nosuch"]) == 2
+
+
+def test_label_studio_ml_backend(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from lmforge.label.cli_extra import model_predictor_factory
+    from lmforge.label.ml_backend import create_app
+
+    model = _model(tmp_path)
+    client = TestClient(create_app(model_predictor_factory()(str(model)), "tiny", "classification"))
+    assert client.get("/health").json()["status"] == "UP"
+    config = ('<View><Text name="review" value="$body"/>'
+              '<Choices name="sentiment" toName="review"><Choice value="pos"/><Choice value="neg"/></Choices></View>')
+    assert client.post("/setup", json={"schema": config, "project": "1"}).json() == {"model_version": "tiny"}
+    r = client.post("/predict", json={"tasks": [{"id": 7, "data": {"body": "sad bad"}},
+                                                 {"id": 8, "data": {"body": "good great"}}]})
+    assert r.status_code == 200
+    res = r.json()["results"]
+    assert [x["result"][0]["value"]["choices"] for x in res] == [["neg"], ["pos"]]
+    assert res[0]["result"][0]["from_name"] == "sentiment" and res[0]["result"][0]["to_name"] == "review"
+    assert 0.5 < res[0]["score"] <= 1.0
+    # bad requests are 4xx with a message, never a crash
+    assert client.post("/predict", content=b"not json").status_code == 400
+    assert client.post("/predict", json={"tasks": [{"data": {"other": "x"}}]}).status_code == 400
+    assert client.post("/predict", json={"tasks": [], "label_config": "<View"}).status_code == 400

@@ -195,6 +195,33 @@ def next_(
         typer.echo(f"{len(picks)} examples -> {output}")
 
 
+@app.command()
+def backend(
+    model: Path = typer.Option(..., "--model", help="a fine-tuned lmforge classification or NER model directory"),
+    host: str = typer.Option("127.0.0.1", help="Address to bind."),
+    port: int = typer.Option(9090, help="Port (Label Studio's ML backends default to 9090)."),
+) -> None:
+    """A Label Studio ML backend (/health, /setup, /predict) over an lmforge model.
+
+    Example: lmforge label backend --model runs/sst2/finetune/pretrained/model   (then connect
+    http://127.0.0.1:9090 in Label Studio: Settings -> Model)
+    """
+    import uvicorn
+
+    from ..errors import InputError
+    from .cli_extra import model_predictor_factory
+    from .ml_backend import create_app
+
+    meta = model / "task.json"
+    if not meta.exists():
+        raise InputError(f"{model}: no task.json, not a fine-tuned task model", "pass a finetune/*/model directory")
+    kind = json.loads(meta.read_text(encoding="utf-8")).get("kind")
+    if kind not in ("classification", "ner"):
+        raise InputError(f"{model}: a {kind} model cannot label in Label Studio", "use a classification or NER model")
+    app_ = create_app(model_predictor_factory()(str(model)), model.name or str(model), kind)
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
 def _mount_extra() -> None:
     """Weak labels and label issues live in cli_extra.py (their options are many); same sub-app."""
     from .cli_extra import issues, weak
