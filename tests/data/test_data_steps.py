@@ -195,3 +195,15 @@ def test_exact_duplicates_normalised():
     keys = np.array([exact_key(t) for t in ["Hello, World!", "hello world", "other", "HELLO  world."]],
                     dtype=np.uint64)
     assert exact_duplicates(keys).tolist() == [0, 0, 2, 0]
+
+
+def test_pii_between_chinese_characters_and_card_after_a_number():
+    from lmforge.data.steps.pii import redact
+
+    assert redact("请联系zhang@qq.com获取")[0] == "请联系<EMAIL>获取"
+    assert redact("电话13812345678转人工")[0] == "电话<PHONE>转人工"
+    assert redact("order 123 4111 1111 1111 1111 thanks")[0] == "order 123 <CREDIT_CARD> thanks"
+    assert redact("订单号 20231 4111111111111111 已付")[0] == "订单号 20231 <CREDIT_CARD> 已付"
+    # digit runs that are not laid out as a card stay as they are, as do addresses inside ASCII words
+    assert redact("1234 5678 9012 3456")[0] == "1234 5678 9012 3456"
+    assert redact("foo_bar@x.com_baz")[1] == {}

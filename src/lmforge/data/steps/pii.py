@@ -15,7 +15,9 @@ from ..config import PIIConfig
 from ..document import Document
 from .base import Step
 
-EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![\w-])")
+# look-arounds on ASCII word characters only: ``\w`` also matches Chinese characters, so an address
+# written straight between them (请联系zhang@qq.com获取) would never match
+EMAIL = re.compile(r"(?<![A-Za-z0-9_.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![A-Za-z0-9_-])")
 CN_ID = re.compile(r"(?<![0-9A-Za-z])[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[0-9Xx](?![0-9A-Za-z])")
 CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
 CN_MOBILE = re.compile(r"(?<!\d)(?:\+?86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4}(?!\d)")
@@ -52,9 +54,41 @@ def cn_id_ok(s: str) -> bool:
     return _ID_CHECK[sum(int(a) * w for a, w in zip(s[:17], _ID_WEIGHTS)) % 11] == s[17]
 
 
+_GROUP = re.compile(r"\d+")
+
+
+def _card_layout(lens: list[int]) -> bool:
+    """How card numbers are printed: one run of 13-19 digits, groups of four (the last 1-4), or
+    Amex's 4-6-5. Only these are tried inside a longer match, so other digit runs stay as they are."""
+    total = sum(lens)
+    if not 13 <= total <= 19:
+        return False
+    if len(lens) == 1 or lens == [4, 6, 5] or lens == [4, 6, 4]:
+        return True
+    return all(n == 4 for n in lens[:-1]) and 1 <= lens[-1] <= 4
+
+
 def _card(m: re.Match) -> str:
-    digits = re.sub(r"\D", "", m.group(0))
-    return "<CREDIT_CARD>" if 13 <= len(digits) <= 19 and luhn_ok(digits) else m.group(0)
+    """The match, or the longest run of its digit groups that is a card number (13-19 digits, Luhn):
+    a card after another number and a space ("order 123 4111 1111 1111 1111") starts the match at
+    the earlier number, and the whole fails the Luhn check."""
+    s = m.group(0)
+    digits = re.sub(r"\D", "", s)
+    if 13 <= len(digits) <= 19 and luhn_ok(digits):
+        return "<CREDIT_CARD>"
+    groups = [(g.start(), g.end()) for g in _GROUP.finditer(s)]
+    best = None
+    for i in range(len(groups)):
+        for j in range(len(groups), i, -1):
+            lens = [b - a for a, b in groups[i:j]]
+            if not _card_layout(lens):
+                continue
+            d = "".join(s[a:b] for a, b in groups[i:j])
+            if luhn_ok(d) and (best is None or len(d) > best[0]):
+                best = (len(d), groups[i][0], groups[j - 1][1])
+    if best is None:
+        return s
+    return s[:best[1]] + "<CREDIT_CARD>" + s[best[2]:]
 
 
 def _cn_id(m: re.Match) -> str:
