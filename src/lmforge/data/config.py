@@ -103,7 +103,7 @@ class SegmentConfig(StrictModel):
 
 
 class AugmentConfig(StrictModel):
-    """Copies of each kept document after dedup (so copies are not deduplicated away); docs/augment.md.
+    """Copies of each kept document after dedup (so copies are not deduplicated away); docs/augmentation.md.
 
     Model-backed methods (contextual, backtranslate) need a predictor: use ``lmforge augment``."""
 

@@ -2,7 +2,7 @@
 
 Methods: ``eda`` (all four EDA operations in turn) or one of them (``synonym``, ``insert``, ``swap``,
 ``delete``); ``noise`` (typos, same-pinyin characters); ``contextual`` (masked-LM substitution, given a
-fill-mask callable); ``backtranslate`` (given two translate callables). See docs/augment.md.
+fill-mask callable); ``backtranslate`` (given two translate callables). See docs/augmentation.md.
 """
 
 from __future__ import annotations
