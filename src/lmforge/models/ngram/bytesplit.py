@@ -57,7 +57,7 @@ def iter_blocks(path: Path, size: int) -> Iterator[bytes]:
         yield rest
 
 
-def _blank_unicode_spaces(u: np.ndarray) -> np.ndarray:
+def blank_unicode_spaces(u: np.ndarray) -> np.ndarray:
     """``u`` with the bytes of each non-ASCII whitespace character set to spaces (offsets unchanged)."""
     lead = np.flatnonzero((u >= 0xC2) & (u <= 0xE3))  # covers the first bytes of all UNICODE_SPACES
     nxt = np.append(u, np.zeros(2, np.uint8))
@@ -161,7 +161,7 @@ def encode_block(data: bytes, index: dict[str, int]) -> tuple[np.ndarray, np.nda
     """
     u = np.frombuffer(data, np.uint8)
     if not data.isascii():
-        u = _blank_unicode_spaces(u)
+        u = blank_unicode_spaces(u)
     word = np.zeros(len(u) + 2, bool)  # byte i of a token: word[i + 1]
     word[1:-1] = ~((u == 32) | ((u - 9) < 5) | ((u - 28) < 4))  # not \t\n\v\f\r, \x1c-\x1f or space
     edge = np.flatnonzero(word[1:] != word[:-1])  # where a token starts or ends

@@ -26,7 +26,7 @@ from .config import SPACE, NgramConfig, iter_lines, make_tokenizer
 from .counts import BOS_ID, EOS_ID, UNK_ID, Vocab, count_files, encode_sentences, pack, unpack
 from .estimate import estimate
 from .query import KeyHash, Scorer, numba
-from .bytesplit import _blank_unicode_spaces
+from .bytesplit import blank_unicode_spaces
 
 MODEL_TYPE = "ngram"
 BATCH_TOKENS = 200_000  # tokens scored per vectorised batch when streaming a file
@@ -122,7 +122,7 @@ class NgramLM:
             data = text.encode("utf-8")
             if data.count(b"\n") == len(lines) - 1:  # no line holds a line break of its own
                 u = np.frombuffer(data, np.uint8)
-                return sc.tokenize(u if data.isascii() else _blank_unicode_spaces(u))
+                return sc.tokenize(u if data.isascii() else blank_unicode_spaces(u))
         ids, pos, _ = self.encode(lines)
         return ids, pos
 
