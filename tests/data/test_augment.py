@@ -364,6 +364,29 @@ def test_split_keeps_copies_with_their_source(mode, tmp_path, shared_datasets):
     assert all(len(s) == 1 for s in by.values())
 
 
+@needs_wordnet
+def test_leakage_report_finds_augmented_copies_across_splits(tmp_path, shared_datasets):
+    """A copy in test whose source is in train is a leak even when EDA rewrote too much for MinHash."""
+    from lmforge.data.split import leakage
+
+    src = sst2(shared_datasets, 40)
+    out = run(EDA(n=1, seed=3, lang="en", options={"alpha_sr": 0.3, "alpha_rs": 0.3, "alpha_ri": 0.3, "p_rd": 0.3}), src)
+    copies = [d for d in out if "augmented_from" in d.meta]
+    sources = [d for d in out if "augmented_from" not in d.meta]
+    train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
+    train.write_text("".join(json.dumps(d.to_dict()) + "\n" for d in sources[:30] + copies[30:]))
+    test.write_text("".join(json.dumps(d.to_dict()) + "\n" for d in copies[:30] + sources[30:]))
+    rep = leakage([train], [test], threshold=0.7)
+    # 30 copies of train sources, and 10 sources whose copies sit in train
+    assert rep["augmented"] == 40 and rep["b_docs"] == 40
+    assert rep["near"] + rep["exact"] < 40  # text similarity alone misses some of them
+    assert set(rep["augmented_examples"][0]) <= {d.id for d in out}
+    split_dir = tmp_path / "s"
+    (tmp_path / "all.jsonl").write_text("".join(json.dumps(d.to_dict()) + "\n" for d in out))
+    split_files([tmp_path / "all.jsonl"], split_dir, SplitConfig(val_fraction=0.2, test_fraction=0.2))
+    assert leakage([split_dir / "train.jsonl"], [split_dir / "test.jsonl"])["augmented"] == 0
+
+
 # -- contextual ---------------------------------------------------------------------------------
 
 
