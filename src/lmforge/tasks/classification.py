@@ -39,6 +39,10 @@ class ClassificationConfig(StrictModel):
     dropout: float = Field(0.1, ge=0, lt=1)
     class_weights: Literal["balanced"] | list[float] | None = None
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    soft_labels: bool = Field(False, description="train on probabilistic labels (a row's probs_field, e.g. "
+                              "`lmforge label weak --labels probs`): cross-entropy against them; rows "
+                              "without one use their hard label; single-label only")
+    probs_field: str = "probs"
 
     def input_paths(self) -> list[str]:
         return [self.label_names] if self.label_names else []
@@ -84,6 +88,8 @@ class Classification(Task):
                 self.warnings.add("empty text", f"{path}:{line}")
             ex = {"id": str(rid) if rid is not None else f"{Path(path).name}:{line}", "text": text,
                   "label": labels if cfg.multi_label else labels[0], "line": line}
+            if cfg.soft_labels and rec.get(cfg.probs_field) is not None:
+                ex["probs"] = self._parse_probs(rec[cfg.probs_field], path, line)
             src = rec.get("augmented_from") or (rec.get("meta") or {}).get("augmented_from")
             if src is not None:  # an augmented copy: validation and folds keep it with its source
                 ex["augmented_from"] = str(src)
@@ -107,9 +113,28 @@ class Classification(Task):
                                  f"{self.cfg.label_names}", "fix the label or the names file") from None
         return values
 
+    def _parse_probs(self, raw, path, line) -> dict[str, float]:
+        """A row's label distribution; weak labels are only useful if it is one."""
+        where = f"{path}:{line}: {self.cfg.probs_field}"
+        if self.cfg.multi_label:
+            raise InputError(f"{where}: soft labels are for single-label classification",
+                             "set finetune.task.soft_labels: false for multi-label data")
+        if not isinstance(raw, dict) or not raw:
+            raise InputError(f"{where} must be an object {{label: probability}}, got {type(raw).__name__}",
+                             "write rows as `lmforge label weak --labels probs` does")
+        try:
+            probs = {str(k): float(v) for k, v in raw.items()}
+        except (TypeError, ValueError):
+            raise InputError(f"{where} has a value that is not a number", "give probabilities as numbers") from None
+        if any(not (0.0 <= v <= 1.0) for v in probs.values()) or abs(sum(probs.values()) - 1.0) > 1e-3:
+            raise InputError(f"{where} is not a distribution (values in [0, 1] summing to 1): {probs}",
+                             "normalise the probabilities, or drop the field to train on the hard label")
+        return probs
+
     def fit(self, examples: list[dict]) -> None:
         names = _names(self.cfg.label_names)
         seen = {y for e in examples for y in (e["label"] if self.cfg.multi_label else [e["label"]])}
+        seen |= {y for e in examples for y in e.get("probs", ())}
         self.state["labels"] = names if names else sorted(seen, key=label_sort_key)
         if self.cfg.class_weights == "balanced":
             counts = np.array([sum(y in (e["label"] if self.cfg.multi_label else [e["label"]]) for e in examples)
@@ -143,13 +168,24 @@ class Classification(Task):
                     target[index[y]] = 1.0
         else:
             target = index.get(example.get("label"), -100)
-        return {"input_ids": ids or [tok.pad_id or 0], "label": target}
+        feats = {"input_ids": ids or [tok.pad_id or 0], "label": target}
+        if "probs" in example:
+            unknown = sorted(set(example["probs"]) - set(index))
+            if unknown:
+                raise InputError(f"example {example['id']}: probabilities for labels {unknown} the model does "
+                                 f"not have {self.labels}", "use the training labels")
+            feats["soft"] = [example["probs"].get(y, 0.0) for y in self.labels]
+        return feats
 
     def collate(self, features: list[dict], tok) -> dict[str, torch.Tensor]:
         seqs = [f["input_ids"] for f in features]
         batch = {"input_ids": pad_batch(seqs, tok.pad_id or 0), "attention_mask": attention_mask(seqs)}
         dtype = torch.float32 if self.cfg.multi_label else torch.long
         batch["labels"] = torch.tensor([f["label"] for f in features], dtype=dtype)
+        if self.cfg.soft_labels and any("soft" in f for f in features):  # hard rows as one-hot
+            n = len(self.labels)
+            batch["soft"] = torch.tensor([f.get("soft") or [float(i == f["label"]) for i in range(n)]
+                                          for f in features], dtype=torch.float32)
         if all("teacher" in f for f in features):  # distillation: the teacher's logits (tasks/distill.py)
             batch["teacher"] = torch.tensor([f["teacher"] for f in features], dtype=torch.float32)
         return batch
@@ -170,6 +206,13 @@ class Classification(Task):
             per = F.binary_cross_entropy_with_logits(logits, batch["labels"], pos_weight=w, reduction="none")
             return per.mean(-1).sum(), int(logits.shape[0])
         labels = batch["labels"]
+        if "soft" in batch and model.training:  # weak labels: cross-entropy against the distribution
+            soft = batch["soft"].to(logits.device)
+            if self.cfg.label_smoothing:
+                soft = soft * (1 - self.cfg.label_smoothing) + self.cfg.label_smoothing / soft.shape[-1]
+            per = -(soft * F.log_softmax(logits, -1))
+            per = (per * w).sum(-1) if w is not None else per.sum(-1)
+            return per.sum(), int(logits.shape[0])
         loss = F.cross_entropy(logits, labels, weight=w, reduction="sum", ignore_index=-100,
                                label_smoothing=self.cfg.label_smoothing)
         count = int((labels != -100).sum())
