@@ -464,6 +464,10 @@ def test_backtranslation_with_callables_and_cli_errors(tmp_path):
     assert [d.id for d in out] == ["a", "a#aug1", "b", "ner-1"]
     assert out[1].text == "the cat sat.\n\non the mat." and out[1].meta["label"] == 1
     assert step.stats.counters["skipped:has_entities"] == 1 and step.stats.counters["no_copy"] == 1
+    silent = BackTranslate(forward, lambda xs: ["" if "b" in x else x for x in backward(xs)])
+    out = run(silent, [Document("b", "A bb", {}), Document("c", "C Dd", {})])
+    assert [d.id for d in out] == ["b", "c", "c#aug1"]  # an empty copy is never emitted, and counted
+    assert silent.stats.counters["empty_copies"] == 1
     with pytest.raises(ConfigError, match="one copy"):
         BackTranslate(forward, backward, n=2)
     with pytest.raises(ConfigError, match="--forward"):

@@ -195,6 +195,27 @@ def test_errors(tmp_path):
         export(tmp_path / "c.db", "xml", tmp_path / "o.xml")
 
 
+def test_labelstudio_export_from_another_config(tmp_path):
+    """A rating/textarea project's export: say what its results hold, write nothing (all unreadable),
+    or import the readable ones and count the rest."""
+    other = [{"id": 1, "data": {"text": "good film"}, "annotations": [{"result": [
+        {"type": "rating", "value": {"rating": 4}, "from_name": "stars", "to_name": "text"}]}]}]
+    path = tmp_path / "rating.json"
+    path.write_text(json.dumps(other))
+    with pytest.raises(LabelError, match=r"task 1: no annotation has Choices results \(value.choices\).*"
+                                         r"rating 'stars' with value keys \['rating'\]"):
+        import_file(tmp_path / "p.db", path)
+    assert not (tmp_path / "p.db").exists()  # nothing half-written
+    mixed = other + [{"id": 2, "data": {"text": "bad film"}, "annotations": [{"result": [
+        {"type": "choices", "value": {"choices": ["neg"]}, "from_name": "s", "to_name": "text"}]}]}]
+    path.write_text(json.dumps(mixed))
+    r = CliRunner().invoke(app, ["import", str(path), "--project", str(tmp_path / "q.db")])
+    assert r.exit_code == 0, r.output
+    assert "1 annotations" in r.output and "1 annotations were left out" in r.output and "rating 'stars'" in r.output
+    with Project(tmp_path / "q.db") as p:
+        assert p.current() == {"2": {"labelstudio": "neg"}} and p.history("1") == []
+
+
 def test_cli(tmp_path):
     runner = CliRunner()
     db = str(tmp_path / "p.db")

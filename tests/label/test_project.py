@@ -54,6 +54,31 @@ def test_open_errors(tmp_path):
         Project.create(tmp_path / "x.db", "regression", [])
 
 
+def test_empty_and_locked_databases(tmp_path, monkeypatch):
+    import lmforge.label.project as project
+
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    with pytest.raises(InputError, match="not a labeling project"):
+        Project(empty)
+    p = _clf(tmp_path)
+    p.close()
+    monkeypatch.setattr(project, "LOCK_TIMEOUT", 0.2)
+    other = sqlite3.connect(tmp_path / "p.db", isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")  # another process mid-transaction
+    try:
+        with pytest.raises(InputError, match="locked by another process.*waited 0.2 s"):
+            q = Project(tmp_path / "p.db")
+            q.annotate("e0", "pos", "ann")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    q = Project(tmp_path / "p.db")
+    assert q.history("e0") == []  # nothing half-written
+    q.annotate("e0", "pos", "ann")
+    assert q.value_of("e0", "ann") == "pos"
+
+
 def test_add_examples_idempotent_and_conflicts(tmp_path):
     p = _clf(tmp_path)
     assert p.add_examples([{"id": "e0", "text": "text 0"}, {"id": "new", "text": "t"}]) == {"added": 1, "existing": 1}

@@ -89,6 +89,26 @@ functions:
         load_lfs(tmp_path / "lfs.yaml")
 
 
+def test_a_function_that_raises_is_reported_by_name_and_the_others_vote(tmp_path):
+    from lmforge.label.weak import failure_lines, python_lf
+
+    def fragile(text):  # a user's bug: fails on texts without a digit
+        return "pos" if int("".join(c for c in text if c.isdigit())) > 3 else "neg"
+
+    def broken_batch(texts):
+        raise RuntimeError("model server down")
+
+    lfs = [keyword_lf("good", "pos", ["good"]), python_lf("fragile", fragile),
+           python_lf("batchy", broken_batch, batch=True)]
+    L = apply_lfs(lfs, ["good 5", "good", "bad 1"], ["neg", "pos"])
+    assert L.tolist() == [[1, 1, -1], [1, -1, -1], [-1, 0, -1]]
+    lines = failure_lines(lfs)
+    assert len(lines) == 2
+    assert lines[0].startswith("labeling function 'fragile' raised on 1 text(s)") and "ValueError" in lines[0]
+    assert "text 2 ('good')" in lines[0]
+    assert "'batchy' raised on 3 text(s)" in lines[1] and "model server down" in lines[1]
+
+
 def test_yaml_errors_name_the_problem(tmp_path):
     p = tmp_path / "bad.yaml"
     p.write_text("labels: [a, b]\nfunctions:\n  - {name: x, kind: keyword, label: a, keywordz: [y]}\n")

@@ -189,6 +189,9 @@ def augment(
         stem = str(output).removesuffix(".jsonl")
         console.print(f"[yellow]{stats['errors']} unreadable records[/yellow]: see {stem}.errors.jsonl "
                       "(fix them and rerun to include them)")
+    empty = stats["step"].get("counters", {}).get("empty_copies", 0)
+    if empty:
+        console.print(f"[yellow]warning[/yellow]: {empty} copies came out empty and were not written")
     skipped = {k: v for k, v in stats["step"].get("counters", {}).items() if k.startswith("skipped:")}
     if skipped:
         console.print(f"[yellow]passed through without copies[/yellow]: {skipped}")

@@ -45,6 +45,9 @@ def import_(
                     if res.get(k))
     typer.echo(f"{res['added']} examples added ({res['existing']} already there), {res['annotations']} annotations"
                f"{extra} -> {project} [{res['kind']}: {', '.join(res['labels'])}]")
+    if res.get("unreadable"):
+        typer.echo(f"warning: {res['unreadable']} annotations were left out: they hold results of another "
+                   f"labeling config ({'; '.join(res['unreadable_examples'])})", err=True)
     if res.get("spans_dropped"):
         typer.echo("warning: spans whose offsets match neither code points nor UTF-16 were left out "
                    "(they stay in the Label Studio export)", err=True)

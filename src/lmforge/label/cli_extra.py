@@ -58,7 +58,7 @@ def weak(lfs: Path = typer.Option(..., "--lfs", help="YAML file of labeling func
     from ..errors import InputError
     from ..runs import atomic_write_json, atomic_write_text
     from .issues import read_labeled
-    from .weak import analyze, apply_lfs, combine, compare_on_dev, format_table, label_rows, load_lfs, totals
+    from .weak import analyze, apply_lfs, combine, compare_on_dev, failure_lines, format_table, label_rows, load_lfs, totals
 
     if labels_out not in ("hard", "probs"):
         raise InputError(f"--labels {labels_out}", "use hard or probs")
@@ -72,15 +72,22 @@ def weak(lfs: Path = typer.Option(..., "--lfs", help="YAML file of labeling func
     if not texts:
         raise InputError(f"{data}: no texts", "pass a file with one text per record")
     L = apply_lfs(fns, texts, labels)
+    for line in failure_lines(fns):
+        console.print(f"[yellow]warning[/yellow]: {line}")
     names = [f.name for f in fns]
-    report: dict = {"data": str(data), "n": len(texts), "totals": totals(L), "functions": analyze(L, names, labels)}
+    report: dict = {"data": str(data), "n": len(texts), "totals": totals(L), "functions": analyze(L, names, labels),
+                    "failures": failure_lines(fns)}
     console.print(f"[bold]{data}[/bold]: {len(texts)} texts; any function votes on {report['totals']['coverage']:.1%}, "
                   f"2+ on {report['totals']['overlap']:.1%}, conflicts on {report['totals']['conflict']:.1%}")
     if dev is not None:
         _, dev_texts, dev_gold = read_labeled(dev, text_field, label_field, id_field)
         index = {y: i for i, y in enumerate(labels)}
         gold = [index.get(g, -1) for g in dev_gold]
+        for lf in fns:
+            lf.errors, lf.first_error = 0, None
         L_dev = apply_lfs(fns, dev_texts, labels)
+        for line in failure_lines(fns):
+            console.print(f"[yellow]warning[/yellow] (dev): {line}")
         report["dev"] = {"data": str(dev), "functions": analyze(L_dev, names, labels, gold),
                          "label_models": compare_on_dev(L, L_dev, gold, len(labels))}
         console.print(f"\n[bold]on {dev}[/bold] ({len(dev_texts)} labeled)")

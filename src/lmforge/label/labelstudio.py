@@ -95,6 +95,13 @@ def ls_value(kind: str, text: str, result: list[dict], offsets: str = "auto") ->
     return (choices[0] if choices else None), 0
 
 
+def _describe(result: list[dict]) -> str:
+    """What a result list holds, for the message about another labeling config."""
+    parts = sorted({f"{r.get('type') or '?'} '{r.get('from_name') or '?'}' with value keys "
+                    f"{sorted((r.get('value') or {}))}" for r in result if isinstance(r, dict)})
+    return "; ".join(parts[:3]) or "nothing readable"
+
+
 def _kind(tasks: list[dict]) -> str:
     multi = False
     for t in tasks:
@@ -136,8 +143,8 @@ def import_tasks(project: str | Path, tasks: list[dict], kind: str | None = None
     kind = kind or _kind(tasks)
     found = [str(x) for t in tasks for a in _anns(t) + (t.get("predictions") or []) for r in a.get("result") or []
              for x in ((r.get("value") or {}).get("labels" if kind == "ner" else "choices") or [])]
-    stats = {"annotations": 0, "skipped": 0, "predictions": 0, "spans_dropped": 0}
-    examples, anns, preds = [], [], {}
+    stats = {"annotations": 0, "skipped": 0, "predictions": 0, "spans_dropped": 0, "unreadable": 0}
+    examples, anns, preds, other = [], [], {}, []
     for n, t in enumerate(tasks, 1):
         data = t["data"]
         key = _text_key(data, text_field)
@@ -151,6 +158,9 @@ def import_tasks(project: str | Path, tasks: list[dict], kind: str | None = None
         for a in _anns(t):
             value, bad = ls_value(kind, text, a.get("result") or [], offsets)
             stats["spans_dropped"] += bad
+            if value is None and a.get("result") and not a.get("was_cancelled"):
+                other.append((n, _describe(a["result"])))  # a result, but not one of this kind: another config
+                continue
             anns.append((rid, a, value))
         seen: dict[str, int] = {}
         for p in t.get("predictions") or []:
@@ -161,6 +171,15 @@ def import_tasks(project: str | Path, tasks: list[dict], kind: str | None = None
             if value is not None:
                 preds.setdefault(model, []).append({"id": rid, "value": value, "score": p.get("score"),
                                                     "extra": {"labelstudio": p}})
+    want = "Labels results (value.start, value.end, value.labels)" if kind == "ner" else \
+        "Choices results (value.choices)"
+    if other and not anns:
+        n, what = other[0]
+        raise LabelError(f"{source_name}: task {n}: no annotation has {want} for a {kind} project; they hold "
+                         f"{what} (an export from another labeling config)",
+                         "lmforge reads Label Studio <Choices> and <Labels> results; export a project labeled with one of them")
+    stats["unreadable"] = len(other)
+    stats["unreadable_examples"] = [f"task {n}: {what}" for n, what in other[:3]]
     with Project.open_or_create(project, kind, [*labels, *found]) as proj:
         counts = proj.add_examples(examples, who=source_name)
         for rid, a, value in anns:

@@ -72,6 +72,16 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
+LOCK_TIMEOUT = 30.0  # seconds a write waits for another process's transaction before giving up
+
+
+def _locked(path: Path, e: sqlite3.OperationalError) -> InputError:
+    return InputError(f"{path}: the project database is locked by another process ({e}; waited "
+                      f"{LOCK_TIMEOUT:g} s)", "wait for the other writer (a `lmforge label` command or an "
+                      "annotation page with a long transaction) to finish, or close it, then retry; nothing "
+                      "was written")
+
+
 class Project:
     """``Project(path)`` opens an existing project; ``Project.create`` / ``open_or_create`` make one."""
 
@@ -83,12 +93,18 @@ class Project:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         try:
-            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None,
+                                       timeout=LOCK_TIMEOUT)
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.OperationalError as e:
+            if "locked" in str(e):
+                raise _locked(self.path, e) from None
+            raise InputError(f"{self.path}: cannot open the project database ({e})",
+                             "check the file and its directory are readable and writable") from None
         except sqlite3.DatabaseError as e:
             raise InputError(f"{self.path}: not a labeling project ({e})", "pass a .db made by `lmforge label`") from None
         if version > SCHEMA_VERSION:
@@ -141,7 +157,12 @@ class Project:
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as e:
+                if "locked" in str(e) or "busy" in str(e):
+                    raise _locked(self.path, e) from None
+                raise
             try:
                 yield self._db
             except BaseException:

@@ -55,9 +55,24 @@ class LabelingFunction:
     kind: str
     fn: Callable[[list[str]], list]
     emits: list[str] = field(default_factory=list)
+    errors: int = 0  # texts it raised on (it abstains there; the other functions still vote)
+    first_error: str | None = None
+
+    def failed(self, where: str, e: Exception, n: int = 1) -> None:
+        self.errors += n
+        if self.first_error is None:
+            self.first_error = f"{where}: {type(e).__name__}: {e}"
 
     def __call__(self, texts: Sequence[str]) -> list:
-        out = self.fn(list(texts))
+        from ..errors import LmforgeError
+
+        try:
+            out = self.fn(list(texts))
+        except LmforgeError:
+            raise
+        except Exception as e:  # a user's function or model: abstain here, report it by name
+            self.failed(f"on a batch of {len(texts)} texts", e, len(texts))
+            return [None] * len(texts)
         if len(out) != len(texts):
             raise InputError(f"labeling function '{self.name}' returned {len(out)} labels for {len(texts)} texts",
                              "return one label (or None) per text")
@@ -116,7 +131,26 @@ def python_lf(name: str, fn: Callable | str, batch: bool = False) -> LabelingFun
     f = load_callable(fn) if isinstance(fn, str) else fn
     if batch:
         return LabelingFunction(name, "python", lambda texts: list(f(texts)))
-    return LabelingFunction(name, "python", lambda texts: [f(t) for t in texts])
+    lf = LabelingFunction(name, "python", lambda texts: [])
+
+    def each(texts: list[str]) -> list:
+        out = []
+        for i, t in enumerate(texts):
+            try:
+                out.append(f(t))
+            except Exception as e:  # one bad text costs one vote, not the run
+                lf.failed(f"text {i + 1} ({t[:40]!r})", e)
+                out.append(None)
+        return out
+
+    lf.fn = each
+    return lf
+
+
+def failure_lines(lfs: Sequence[LabelingFunction]) -> list[str]:
+    """One warning per function that raised, by name."""
+    return [f"labeling function '{lf.name}' raised on {lf.errors} text(s) and abstained there; first: "
+            f"{lf.first_error}" for lf in lfs if lf.errors]
 
 
 def model_lf(name: str, predictor: Predictor, threshold: float = 0.0,

@@ -69,7 +69,7 @@ class BackTranslate(Augmenter):
                 out.append(doc)
                 continue
             text = "\n".join(back[i] if i is not None else "" for i in idx)
-            view = _TextView(text) if text.strip() and text != doc.text else None
+            view = _TextView(text) if text != doc.text else None  # an empty one is counted by collect
             out.append(self.collect(doc, [view]))
         return out
 

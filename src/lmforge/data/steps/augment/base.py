@@ -3,7 +3,7 @@
 Each copy is ``{orig_id}#aug{k}`` with ``meta.augmented_from`` (the root original, also for a copy of a
 copy) and ``meta.augment`` (the method); every other meta field is copied, so a classification label
 stays with its text and NER spans are moved with their words (see ``units.py``). A copy equal to the
-original or to an earlier copy is not emitted. Randomness comes from the seed and the document id
+original or to an earlier copy, or empty, is not emitted (counted). Randomness comes from the seed and the document id
 alone, so a copy is the same whatever the sharding, order or number of workers.
 """
 
@@ -106,6 +106,9 @@ class Augmenter(Step):
             if v is None:
                 continue
             copy = v.render(doc, f"{doc.id}#aug{len(out)}", self.method)
+            if not copy.text.strip():  # e.g. a translation model that gave nothing back
+                self.stats.counters["empty_copies"] += 1
+                continue
             if copy.text in seen:
                 self.stats.counters["repeated_copies"] += 1
                 continue
