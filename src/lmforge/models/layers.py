@@ -140,6 +140,32 @@ class KVCache:
         self._vbuf[:, :, :, : n - m] = self._vbuf[:, :, :, m:n].clone()
         self._views(n - m)
 
+    def join(self, other: "KVCache") -> None:
+        """Append ``other``'s rows after these, left-padding the shorter cache with zeros so both end
+        at the same column (continuous batching: freshly prefilled requests join the running batch).
+        The caller masks the padding columns, as for a left-padded prompt; the storage kind is kept."""
+        parts = [c for c in (self, other) if c.k[0] is not None]
+        if not parts:
+            return
+        L = max(c.length for c in parts)
+        if self.max_len is not None and L > self.max_len:
+            raise ValueError(f"KV cache holds {self.max_len} tokens; joining needs {L}")
+
+        def padded(t: torch.Tensor) -> torch.Tensor:  # (B, H, n, D) -> (B, H, L, D), zeros in front
+            return F.pad(t, (0, 0, L - t.shape[-2], 0)) if t.shape[-2] < L else t
+
+        ks = [torch.cat([padded(c.k[i]) for c in parts]) for i in range(self.n_layer)]
+        vs = [torch.cat([padded(c.v[i]) for c in parts]) for i in range(self.n_layer)]
+        if self.max_len is None:
+            self.k, self.v = ks, vs
+            return
+        B, H, _, D = ks[0].shape
+        self._kbuf = ks[0].new_zeros(self.n_layer, B, H, self.max_len, D)
+        self._vbuf = vs[0].new_zeros(self.n_layer, B, H, self.max_len, D)
+        for i in range(self.n_layer):
+            self._kbuf[i, :, :, :L], self._vbuf[i, :, :, :L] = ks[i], vs[i]
+            self.k[i], self.v[i] = self._kbuf[i, :, :, :L], self._vbuf[i, :, :, :L]
+
 
 class Attention(nn.Module):
     """Multi-head attention with optional grouped-query heads (n_kv_head < n_head), RoPE and KV cache.
