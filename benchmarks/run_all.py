@@ -16,6 +16,10 @@ BENCHMARKS = [
     ["tokenizer_speed.py", "--out", str(HERE / "results" / "tokenizer_speed.json")],
     ["models_throughput.py"],
     ["pretrain_shakespeare.py"],
+    ["augment_speed.py"],
+    ["weak_labels.py"],
+    ["label_issues.py"],
+    ["active_learning.py"],
 ]
 
 
