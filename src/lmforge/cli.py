@@ -270,6 +270,9 @@ def _mount_subapps() -> None:
     from .tasks.chat_cli import chat
 
     app.command("chat")(chat)
+    from .serve.cli import serve
+
+    app.command("serve")(serve)
     from .tune.cli import cv, tune
 
     app.command("tune")(tune)
