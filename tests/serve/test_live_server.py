@@ -4,22 +4,14 @@ Ctrl-C: a drained shutdown that exits 0."""
 
 import json
 import signal
-import socket
-import subprocess
-import sys
-import time
 
 import httpx
 import pytest
 
+from .live import live_server
+
 openai = pytest.importorskip("openai")
 KEY = "test-key-123"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _encoder_dir(root):
@@ -42,32 +34,10 @@ def _encoder_dir(root):
 
 @pytest.fixture(scope="module")
 def server(decoder_dir, chat_dir, tmp_path_factory):
-    port = _free_port()
     root = tmp_path_factory.mktemp("live")
-    log = root / "server.log"
-    enc = _encoder_dir(root)
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "lmforge", "serve", f"tiny={decoder_dir}", f"chat={chat_dir}",
-                                 str(enc),
-                                 "--port", str(port), "--api-key", KEY, "--drain-timeout", "5"],
-                                stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, f"the server exited early:\n{log.read_text()}"
-            try:
-                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"not ready in time:\n{log.read_text()}"
-            time.sleep(0.2)
-        yield proc, url, log
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    with live_server([f"tiny={decoder_dir}", f"chat={chat_dir}", str(_encoder_dir(root))], root,
+                     "--api-key", KEY, "--drain-timeout", "5") as s:
+        yield s.proc, s.url, s.log
 
 
 def test_the_openai_client_against_a_live_server(server):

@@ -1,26 +1,18 @@
-"""The ``lmforge serve`` app: load model directories by name, guard the door, route to the engines.
+"""The ``lmforge serve`` app: the routes, the error handlers and ``create_app``.
 
-What each directory becomes (``ServedModel.kind``), from what it holds:
+``loading.py`` turns model directories into ``ServedModel``s (kind detection; ``load_models`` is
+re-exported here) and gives each its engine or batcher; ``guard.py`` is the door in front of every
+route (413 for a body over ``max_body_bytes``, 429 with Retry-After past ``max_concurrent`` requests
+in flight, 401 without the API key, 500 in OpenAI's error shape for a bug, request metrics).
 
-- ``task.json`` (a fine-tune): its task kind. ``chat`` is served like a decoder (continuous batching,
-  ``/v1/completions`` and ``/v1/chat/completions``) with the tokenizer's chat template; the others
-  (classification incl. multi-label, ner, translation, summarization, qa) get a ``DynamicBatcher``
-  running the task's own ``collate`` + ``predict``, so ``/v1/classify`` ... answer exactly what
-  ``lmforge predict`` writes for the same input.
-- a plain GPT or (unidirectional) RNN language model: ``decoder``, with a ``GenerationEngine``.
-- a plain BERT-family encoder (an ``lmforge import-hf`` MiniLM too): ``encoder`` for
-  ``/v1/embeddings``: mean pooling over the attention mask, L2-normalised (sentence-transformers).
-
-Limits, so bad input is a clear 4xx and never a crashed worker: a body over ``max_body_bytes`` is a
-413 (Content-Length or the streamed bytes); more than ``max_concurrent`` ``/v1/*`` requests in flight
-is a 429 with Retry-After, as is a full model queue; with ``api_key`` set every ``/v1/*`` route needs
-``Authorization: Bearer KEY`` (401; ``/health``, ``/ready``, ``/metrics`` and the playground stay
-open); malformed JSON and wrong types are 400s naming the field (OpenAI answers 400, not FastAPI's
-422); an unknown model is a 404, a model of the wrong kind a 400; anything unexpected a 500 in
-OpenAI's error shape. Inputs longer than a model takes: task endpoints cut them as the task's
-``max_len`` says (what ``lmforge predict`` and evaluation do, so served results match them);
-``/v1/embeddings`` answers 400 (OpenAI does, and a silently cut embedding is a wrong one); generation
-answers 400 (``openai_gen``, vLLM's rule).
+Bad input is a clear 4xx and never a crashed worker: malformed JSON and wrong types are 400s naming
+the field (OpenAI answers 400, not FastAPI's 422); an unknown model is a 404, a model of the wrong
+kind a 400; a full model queue a 429. Every error response is OpenAI's error object, and the OpenAPI
+schema says so (``openai_schemas.errors``; ``tests/serve/test_schemathesis.py`` holds the server to
+it). Inputs longer than a model takes: task endpoints cut them as the task's ``max_len`` says (what
+``lmforge predict`` and evaluation do, so served results match them); ``/v1/embeddings`` answers 400
+(OpenAI does, and a silently cut embedding is a wrong one); generation answers 400 (``openai_gen``,
+vLLM's rule).
 
 Shutdown drains: ``/ready`` turns 503 (load balancers stop sending), engines and batchers finish
 what they hold (up to ``drain_timeout``), then stop.
@@ -30,37 +22,32 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
-import hmac
 import json
 import logging
-import re
-import time
-from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import InputError, LmforgeError
-from .batcher import DynamicBatcher
-from .engine import GenerationEngine
+from ..errors import LmforgeError
 from .errors import APIError
+from .guard import Guard, error_response
+from .loading import TASK_KINDS, attach, embed_batch, load_models, load_served, predict_batch
 from .metrics import Metrics
+from .openai_schemas import (GET_ERRORS, POST_ERRORS, STREAM_CHUNKS, EmbeddingList, ErrorResponse, ModelCard,
+                             ModelList, errors)
 from .registry import ServedModel, get_model
+
+__all__ = ["Settings", "create_app", "load_models", "load_served", "embed_batch", "predict_batch", "TASK_KINDS"]
 
 log = logging.getLogger(__name__)
 
-TASK_KINDS = ("classification", "ner", "translation", "summarization", "qa")
 MAX_INPUTS = 2048  # per request, as OpenAI's embeddings endpoint
 
 
@@ -82,255 +69,7 @@ class Settings:
     drain_timeout: float = 30.0
 
 
-# -- loading ----------------------------------------------------------------------------------
-
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
-
-
-def _parse_spec(spec: str) -> tuple[str, str]:
-    """``NAME=DIR`` or ``DIR`` (name = the directory's name; ``package:X`` is named X)."""
-    name, sep, where = spec.partition("=")
-    if sep and _NAME.fullmatch(name) and where and not Path(spec).is_dir():  # (a directory may have a '=')
-        return name, where
-    where = spec
-    return (where.split(":", 1)[1] if where.startswith("package:") else Path(where).resolve().name), where
-
-
-def load_models(specs: list[str]) -> dict[str, ServedModel]:
-    """The models to serve, by name, from ``[NAME=]MODEL_DIR`` specs (engines are attached by ``create_app``)."""
-    from ..models.io import resolve_model_dir
-
-    if not specs:
-        raise InputError("no models to serve", "give one or more [NAME=]MODEL_DIR, e.g. lmforge serve tiny=runs/q/model")
-    out: dict[str, ServedModel] = {}
-    for spec in specs:
-        name, where = _parse_spec(spec)
-        if name in out:
-            raise InputError(f"model spec '{spec}': the name '{name}' is already used by {out[name].path}",
-                             f"name them apart: NAME={where}")
-        path = resolve_model_dir(where)
-        if not path.is_dir():
-            raise InputError(f"model spec '{spec}': {path} is not a directory",
-                             "give [NAME=]MODEL_DIR, a directory written by lmforge (e.g. runs/NAME/pretrain/model)")
-        if not any((path / f).exists() for f in ("config.json", "adapter_config.json")):
-            raise InputError(f"model spec '{spec}': {path} is not a model directory (no config.json)",
-                             "point at a pretrain/finetune output or an `lmforge import-hf` directory")
-        try:
-            out[name] = load_served(name, path)
-        except LmforgeError as err:
-            raise InputError(f"model spec '{spec}': {err.message}", _hf_hint(path) or err.hint) from None
-        except (OSError, ValueError, KeyError) as err:  # unreadable or damaged files
-            raise InputError(f"model spec '{spec}': cannot load {path}: {type(err).__name__}: {err}",
-                             _hf_hint(path) or "check the directory is a complete lmforge model") from None
-    return out
-
-
-def _hf_hint(path: Path) -> str | None:
-    try:
-        cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    if "architectures" in cfg:
-        return f"this looks like a Hugging Face directory: lmforge import-hf {path} --output DIR, then serve DIR"
-    return None
-
-
-def load_served(name: str, path: Path) -> ServedModel:
-    """One directory as a ``ServedModel`` (kind detection: see the module docstring)."""
-    from ..models.gpt import GPT
-    from ..models.io import load_model
-    from ..tokenizer import Tok
-
-    now = int(time.time())
-    if (path / "task.json").exists():
-        from ..tasks.stage import load_task_model
-
-        task, model, tok = load_task_model(path)
-        if task.kind == "chat":
-            return ServedModel(name, path, "chat", model, tok, task=task, context=model.config.block_size,
-                               chat_template=tok.chat_template, created=now)
-        if task.kind not in TASK_KINDS:
-            raise InputError(f"{path}: a '{task.kind}' task model has no endpoint", f"served tasks: {TASK_KINDS}")
-        return ServedModel(name, path, task.kind, model, tok, task=task, created=now,
-                           info={"labels": list(task.state.get("labels", []))})
-    model = load_model(path).eval()
-    tok = Tok.load(path)
-    mtype = model.config.to_dict().get("model_type")
-    if isinstance(model, GPT) or (getattr(model, "recurrent", False) and getattr(model, "lm_head", None) is not None):
-        context = 0 if getattr(model, "recurrent", False) else model.config.block_size
-        return ServedModel(name, path, "decoder", model, tok, context=context,
-                           chat_template=getattr(tok, "_chat_template", None), created=now, info={"model_type": mtype})
-    if mtype == "bert":
-        return ServedModel(name, path, "encoder", model, tok, context=model.config.block_size, created=now,
-                           info={"model_type": mtype})
-    raise InputError(f"{path}: a plain {type(model).__name__} has nothing to serve",
-                     "serve a decoder (GPT, RNN LM), an encoder (BERT) or a fine-tuned task model")
-
-
-def _device(model) -> torch.device:
-    return next(model.parameters()).device
-
-
-def embed_batch(model, pad_id: int) -> Callable[[list[list[int]]], list[np.ndarray]]:
-    """Token-id lists -> unit vectors: mean of the last hidden states over real tokens (padded per batch)."""
-    from ..tasks.base import attention_mask, pad_batch
-
-    def run(seqs: list[list[int]]) -> list[np.ndarray]:
-        dev = _device(model)
-        mask = attention_mask(seqs).to(dev)
-        h = model.hidden_states(pad_batch(seqs, pad_id).to(dev), attention_mask=mask).float()
-        m = mask[..., None].float()
-        emb = F.normalize((h * m).sum(1) / m.sum(1).clamp_min(1.0), dim=-1)
-        return list(emb.cpu().numpy())
-
-    return run
-
-
-def predict_batch(task, model, tok) -> Callable[[list[dict]], list[dict]]:
-    """Encoded examples -> the task's predictions (its own collate pads per batch)."""
-
-    def run(features: list[dict]) -> list[dict]:
-        dev = _device(model)
-        batch = {k: v.to(dev) if torch.is_tensor(v) else v for k, v in task.collate(features, tok).items()}
-        return task.predict(model, batch, tok, features)
-
-    return run
-
-
-def _attach(m: ServedModel, settings: Settings, metrics: Metrics) -> ServedModel:
-    """A copy of ``m`` with this app's own engine or batcher, so apps can share loaded models (one that
-    comes with its own engine or batcher keeps it)."""
-    if m.engine is not None or m.batcher is not None:
-        return m
-    if m.kind in ("decoder", "chat"):
-        engine = GenerationEngine(m.model, m.tok, context=m.context or None, eos_token_id=m.tok.eos_id,
-                                  max_batch=settings.gen_max_batch, max_queue=settings.max_queue,
-                                  metrics=metrics, name=m.name)
-        return dataclasses.replace(m, engine=engine, context=engine.context)
-    fn = embed_batch(m.model, m.tok.pad_id or 0) if m.kind == "encoder" else predict_batch(m.task, m.model, m.tok)
-    batcher = DynamicBatcher(fn, max_batch=settings.max_batch, wait_ms=settings.batch_wait_ms,
-                             max_queue=settings.max_queue, metrics=metrics, name=m.name)
-    return dataclasses.replace(m, batcher=batcher)
-
-
-# -- the door: body size, concurrency, API key, unexpected errors, request metrics -------------
-
-
-def _error_response(err: APIError) -> JSONResponse:
-    return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-class Guard:
-    """Pure ASGI middleware (streaming responses pass through untouched); see the module docstring."""
-
-    def __init__(self, app, owner: FastAPI):
-        self.app, self.owner = app, owner
-        self.in_flight = 0
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        settings: Settings = self.owner.state.settings
-        metrics: Metrics = self.owner.state.metrics
-        path, t0 = scope["path"], time.monotonic()
-        api = path == "/v1" or path.startswith("/v1/")
-        state = {"status": 500, "started": False}
-
-        async def send_and_watch(msg) -> None:
-            if msg["type"] == "http.response.start":
-                state["status"], state["started"] = msg["status"], True
-            await send(msg)
-
-        async def respond(err: APIError) -> None:
-            await _error_response(err)(scope, receive, send_and_watch)
-
-        counted = False
-        try:
-            if api and settings.api_key and not self._authorized(scope, settings.api_key):
-                return await respond(_auth_error(scope))
-            if api:
-                if self.in_flight >= settings.max_concurrent:
-                    return await respond(APIError(
-                        429, f"the server has {self.in_flight} requests in flight (its limit); retry shortly",
-                        type="rate_limit_error", code="too_many_requests", headers={"Retry-After": "1"}))
-                self.in_flight += 1
-                metrics.in_flight.inc()
-                counted = True
-            if scope["method"] in ("POST", "PUT", "PATCH"):
-                try:
-                    receive = await self._buffered(scope, receive, settings.max_body_bytes)
-                except _BodyTooLarge:
-                    return await respond(APIError(
-                        413, f"the request body is larger than the server's limit of {settings.max_body_bytes} "
-                        "bytes; send fewer or shorter inputs per request", code="request_too_large"))
-                except ValueError:
-                    return await respond(APIError(400, "the Content-Length header is not a number"))
-            try:
-                await self.app(scope, receive, send_and_watch)
-            except Exception as err:  # a bug: log it, answer 500, keep the worker alive
-                log.exception("unhandled error on %s %s", scope["method"], path)
-                if not state["started"]:
-                    await respond(APIError(500, f"internal server error: {type(err).__name__}: {err}",
-                                           type="server_error"))
-        finally:
-            if counted:
-                self.in_flight -= 1
-                metrics.in_flight.dec()
-            metrics.observe_request(self._route(scope), scope["method"], state["status"], time.monotonic() - t0)
-
-    @staticmethod
-    def _authorized(scope, key: str) -> bool:
-        got = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-        scheme, _, token = got.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())
-
-    @staticmethod
-    async def _buffered(scope, receive, limit: int):
-        """Read the whole body (up to ``limit`` bytes), then hand it to the app as one message."""
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and int(length) > limit:
-            raise _BodyTooLarge
-        chunks, size = [], 0
-        while True:
-            msg = await receive()
-            if msg["type"] != "http.request":  # the client left: let the app see it
-                first = msg
-                break
-            size += len(msg.get("body", b""))
-            if size > limit:
-                raise _BodyTooLarge
-            chunks.append(msg.get("body", b""))
-            if not msg.get("more_body", False):
-                first = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-                break
-        pending = [first]
-
-        async def replay():
-            return pending.pop() if pending else await receive()
-
-        return replay
-
-    def _route(self, scope) -> str:
-        """The route's template (``/v1/models/{model_id}``); paths no route matched are one label."""
-        route = scope.get("route")
-        if getattr(route, "path", None):
-            return route.path
-        exact = {getattr(r, "path", None) for r in self.owner.routes}
-        return scope["path"] if scope["path"] in exact else "unmatched"
-
-
-def _auth_error(scope) -> APIError:
-    has = b"authorization" in dict(scope["headers"])
-    msg = ("Incorrect API key provided." if has else
-           "You didn't provide an API key. Send it as 'Authorization: Bearer KEY' (the server's --api-key).")
-    return APIError(401, msg, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
-
-
-# -- request bodies -------------------------------------------------------------------------
+# -- request and response bodies ----------------------------------------------------------------
 
 
 class _Body(BaseModel):
@@ -347,7 +86,73 @@ class EmbeddingRequest(_Body):
 
 class TaskRequest(_Body):
     model: str
-    input: str | dict[str, Any] | list[str | dict[str, Any]]
+    input: str | dict[str, Any] | list[str | dict[str, Any]] = Field(
+        description="one input or a list of them: a text, or for /v1/qa {\"question\": ..., \"context\": ...}")
+
+
+class ClassificationResult(BaseModel):
+    """``label`` and ``score`` (single-label) or ``labels`` (multi-label), and every label's score."""
+
+    label: str | None = None
+    score: float | None = None
+    labels: list[str] | None = None
+    scores: dict[str, float]
+
+
+class Entity(BaseModel):
+    type: str
+    start: int = Field(description="character offset into the input (code points)")
+    end: int
+    text: str
+    token_start: int
+    token_end: int
+    score: float | None = None
+
+
+class NERResult(BaseModel):
+    entities: list[Entity]
+    tags: list[str]
+
+
+class TextResult(BaseModel):
+    prediction: str
+
+
+class Span(BaseModel):
+    text: str
+    start: int
+    score: float
+    probability: float
+
+
+class QAResult(BaseModel):
+    answer: str = Field(description="empty when the model finds no answer (then start is -1)")
+    start: int
+    score: float
+    null_score: float | None
+    nbest: list[Span]
+
+
+def _task_response(result: type[BaseModel]) -> type[BaseModel]:
+    from pydantic import create_model
+
+    name = result.__name__.replace("Result", "Response")
+    return create_model(name, model=(str, ...), results=(list[result], ...))
+
+
+class HealthStatus(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyStatus(BaseModel):
+    status: Literal["ready", "starting", "draining"]
+    models: list[str] | None = None
+
+
+_RETRY = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "string"}}}
+_TASK_RESPONSES = {name: {200: {"model": _task_response(r)}, **errors(*POST_ERRORS)}
+                   for name, r in (("classify", ClassificationResult), ("ner", NERResult),
+                                   ("text", TextResult), ("qa", QAResult))}
 
 
 # -- routes ---------------------------------------------------------------------------------
@@ -370,12 +175,14 @@ async def _within_timeout(request: Request, work) -> Any:
         raise _timeout_error(timeout) from None
 
 
-@router.get("/health")
+@router.get("/health", response_model=None, responses={200: {"model": HealthStatus}})
 def health() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/ready")
+@router.get("/ready", response_model=None, responses={
+    200: {"model": ReadyStatus, "description": "Every model is loaded and serving"},
+    503: {"model": ReadyStatus, "description": "Starting or draining: send no traffic", "headers": _RETRY}})
 def ready(request: Request) -> JSONResponse:
     st = request.app.state
     if st.draining:
@@ -385,7 +192,8 @@ def ready(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready", "models": list(st.models)})
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse, responses={
+    200: {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}})
 def metrics(request: Request) -> Response:
     m: Metrics = request.app.state.metrics
     return Response(m.render(), media_type=m.content_type)
@@ -395,12 +203,13 @@ def _model_card(m: ServedModel) -> dict:
     return {"id": m.name, "object": "model", "created": m.created, "owned_by": "lmforge"}
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", response_model=None, responses={200: {"model": ModelList}, **errors(*GET_ERRORS)})
 def list_models(request: Request) -> dict:
     return {"object": "list", "data": [_model_card(m) for m in _models(request).values()]}
 
 
-@router.get("/v1/models/{model_id:path}")
+@router.get("/v1/models/{model_id:path}", response_model=None,
+            responses={200: {"model": ModelCard}, **errors(404, *GET_ERRORS)})
 def retrieve_model(model_id: str, request: Request) -> dict:
     return _model_card(get_model(_models(request), model_id))
 
@@ -435,7 +244,8 @@ def _embedding_inputs(m: ServedModel, body: EmbeddingRequest) -> list[list[int]]
     return out
 
 
-@router.post("/v1/embeddings")
+@router.post("/v1/embeddings", response_model=None,
+             responses={200: {"model": EmbeddingList}, **errors(*POST_ERRORS)})
 async def embeddings(body: EmbeddingRequest, request: Request) -> dict:
     m = get_model(_models(request), body.model, kinds=("encoder",))
     if body.dimensions is not None and body.dimensions != m.model.config.d_model:
@@ -479,27 +289,27 @@ async def _task_request(request: Request, body: TaskRequest, kind: str) -> dict:
     return {"model": body.model, "results": results}
 
 
-@router.post("/v1/classify")
+@router.post("/v1/classify", response_model=None, responses=_TASK_RESPONSES["classify"])
 async def classify(body: TaskRequest, request: Request) -> dict:
     return await _task_request(request, body, "classification")
 
 
-@router.post("/v1/ner")
+@router.post("/v1/ner", response_model=None, responses=_TASK_RESPONSES["ner"])
 async def ner(body: TaskRequest, request: Request) -> dict:
     return await _task_request(request, body, "ner")
 
 
-@router.post("/v1/translate")
+@router.post("/v1/translate", response_model=None, responses=_TASK_RESPONSES["text"])
 async def translate(body: TaskRequest, request: Request) -> dict:
     return await _task_request(request, body, "translation")
 
 
-@router.post("/v1/summarize")
+@router.post("/v1/summarize", response_model=None, responses=_TASK_RESPONSES["text"])
 async def summarize(body: TaskRequest, request: Request) -> dict:
     return await _task_request(request, body, "summarization")
 
 
-@router.post("/v1/qa")
+@router.post("/v1/qa", response_model=None, responses=_TASK_RESPONSES["qa"])
 async def qa(body: TaskRequest, request: Request) -> dict:
     return await _task_request(request, body, "qa")
 
@@ -552,19 +362,48 @@ def validation_error(e: RequestValidationError) -> APIError:
 def _install_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def api_error(_request: Request, e: APIError) -> JSONResponse:
-        return _error_response(e)
+        return error_response(e)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, e: RequestValidationError) -> JSONResponse:
-        return _error_response(validation_error(e))
+        return error_response(validation_error(e))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
         msg = f"{e.detail}: {request.method} {request.url.path}" if e.status_code in (404, 405) else str(e.detail)
-        return _error_response(APIError(e.status_code, msg, headers=dict(e.headers or {})))
+        return error_response(APIError(e.status_code, msg, headers=dict(e.headers or {})))
 
 
 # -- the app --------------------------------------------------------------------------------
+
+
+def _install_openapi(app: FastAPI) -> None:
+    """The schema as the server behaves: errors are OpenAI's 400 (never FastAPI's 422, so that and its
+    ``HTTPValidationError`` go), and the stream chunks the ``text/event-stream`` responses refer to are
+    components."""
+    from pydantic.json_schema import models_json_schema
+
+    base = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = base()
+        for item in schema.get("paths", {}).values():
+            for op in item.values():
+                op.get("responses", {}).pop("422", None)
+        comps = schema.setdefault("components", {}).setdefault("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            comps.pop(name, None)
+        _, defs = models_json_schema([(m, "serialization") for m in (*STREAM_CHUNKS, ErrorResponse)],
+                                     ref_template="#/components/schemas/{model}")
+        for name, sub in defs.get("$defs", {}).items():
+            comps.setdefault(name, sub)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi
+
 
 
 def create_app(models: dict[str, ServedModel], settings: Settings | None = None) -> FastAPI:
@@ -573,7 +412,7 @@ def create_app(models: dict[str, ServedModel], settings: Settings | None = None)
 
     settings = settings or Settings()
     metrics = Metrics()
-    served = {name: _attach(m, settings, metrics) for name, m in models.items()}
+    served = {name: attach(m, settings, metrics) for name, m in models.items()}
     workers = [w for m in served.values() for w in (m.engine, m.batcher) if w is not None]
 
     @asynccontextmanager
@@ -595,8 +434,9 @@ def create_app(models: dict[str, ServedModel], settings: Settings | None = None)
     app.state.models, app.state.settings, app.state.metrics = served, settings, metrics
     app.state.ready = app.state.draining = False
     _install_handlers(app)
-    app.include_router(router)
-    app.include_router(openai_gen.router)
-    app.include_router(playground.router)
+    _install_openapi(app)
+    for r in (router, openai_gen.router, playground.router):
+        app.include_router(r)
+    app.state.routes = [r for rt in (router, openai_gen.router, playground.router) for r in rt.routes]
     app.add_middleware(Guard, owner=app)
     return app

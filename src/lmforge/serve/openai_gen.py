@@ -23,7 +23,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from ..errors import LmforgeError
 from .engine import Event, RequestHandle, SamplingParams
 from .errors import APIError
-from .openai_schemas import ChatRequest, CompletionRequest, _Sampling
+from .openai_schemas import (POST_ERRORS, ChatCompletion, ChatRequest, Completion, CompletionRequest, _Sampling,
+                             errors, event_stream)
 from .registry import ServedModel, get_model
 
 router = APIRouter()
@@ -67,9 +68,13 @@ def _max_tokens(requested: int | None, prompt_len: int, context: int, default: i
     return m
 
 
+# Temperatures below this are greedy (vLLM's rule): dividing the logits by a tinier one overflows to inf.
+GREEDY_BELOW = 1e-5
+
+
 def _params(body: _Sampling, max_tokens: int, logprobs: int | None, stop_ids: list[int] = ()) -> SamplingParams:
-    rp = body.repetition_penalty
-    return SamplingParams(max_tokens=max_tokens, temperature=1.0 if body.temperature is None else body.temperature,
+    rp, t = body.repetition_penalty, 1.0 if body.temperature is None else body.temperature
+    return SamplingParams(max_tokens=max_tokens, temperature=0.0 if t < GREEDY_BELOW else t,
                           top_p=1.0 if body.top_p is None else body.top_p, top_k=body.top_k or -1, seed=body.seed,
                           repetition_penalty=1.0 if rp is None else rp, min_tokens=body.min_tokens,
                           ignore_eos=body.ignore_eos, stop=body.stops(), stop_token_ids=list(stop_ids),
@@ -234,7 +239,9 @@ def _prompt_logprobs(model, ids: list[int], k: int) -> list[tuple[int, float | N
     return out
 
 
-@router.post("/v1/completions")
+@router.post("/v1/completions", response_model=None, responses={
+    200: {"model": Completion, "description": "The completion; with `stream: true`, server-sent events",
+          "content": event_stream("CompletionChunk")}, **errors(*POST_ERRORS)})
 async def completions(body: CompletionRequest, request: Request):
     m = _served(request, body.model)
     body.unsupported()
@@ -324,7 +331,9 @@ def _chat_logprob(tok, token: int, lp: float, top: list) -> dict:
                              for i, v in top]}
 
 
-@router.post("/v1/chat/completions")
+@router.post("/v1/chat/completions", response_model=None, responses={
+    200: {"model": ChatCompletion, "description": "The reply; with `stream: true`, server-sent events",
+          "content": event_stream("ChatCompletionChunk")}, **errors(*POST_ERRORS)})
 async def chat_completions(body: ChatRequest, request: Request):
     m = _served(request, body.model)
     body.unsupported()

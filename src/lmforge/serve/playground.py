@@ -3,8 +3,9 @@
 A static page (``static/playground.html`` + ``playground.js``, plain JavaScript, no build step) that
 calls the same public endpoints any client calls (``/v1/chat/completions`` with ``stream: true``,
 ``/v1/classify`` …), so what works in the playground works from code. ``/playground/models`` tells
-the page which models are served and what kind each is (``/v1/models`` keeps OpenAI's format, which
-has no kind). The routes stay out of the OpenAPI schema: they are not part of the API.
+the page which models are served, what kind each is (``/v1/models`` keeps OpenAI's format, which has
+no kind) and its context in tokens (0: no limit), so the page's max-tokens defaults fit small models.
+The routes stay out of the OpenAPI schema: they are not part of the API.
 """
 
 from __future__ import annotations
@@ -37,5 +38,5 @@ def script() -> FileResponse:
 def models(request: Request) -> dict:
     served = getattr(request.app.state, "models", {})
     return {"auth": bool(getattr(getattr(request.app.state, "settings", None), "api_key", None)),
-            "models": [{"id": name, "kind": m.kind, "section": SECTIONS.get(m.kind, "")}
+            "models": [{"id": name, "kind": m.kind, "section": SECTIONS.get(m.kind, ""), "context": m.context or 0}
                        for name, m in served.items()]}

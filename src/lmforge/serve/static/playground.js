@@ -4,6 +4,14 @@ const $ = (id) => document.getElementById(id);
 const status = (text, bad) => { const s = $("status"); s.textContent = text; s.className = bad ? "error" : ""; };
 let chatHistory = [];
 let chatAbort = null;
+const contexts = {};  // model id -> context in tokens (0: no limit)
+
+// A max_tokens default that leaves room for the prompt in a small model's context (the server answers
+// 400 when prompt + max_tokens exceed it).
+function defaultMax(id, want) {
+  const c = contexts[id] || 0;
+  return c ? Math.max(1, Math.min(want, Math.floor(c / 2))) : want;
+}
 
 function headers() {
   const h = { "Content-Type": "application/json" };
@@ -71,11 +79,13 @@ async function sendChat(ev) {
   chatAbort = new AbortController();
   $("chat-stop").disabled = false; $("chat-send").disabled = true;
   status("generating…");
-  let reply = "";
+  let reply = "", failed = false;
+  const maxTokens = parseInt($("chat-max").value, 10);
   try {
     await stream("/v1/chat/completions", {
       model: model("chat"), messages: chatHistory, stream: true,
-      temperature: parseFloat($("chat-temp").value) || 0, max_tokens: parseInt($("chat-max").value, 10) || 128,
+      temperature: parseFloat($("chat-temp").value) || 0,
+      max_tokens: maxTokens > 0 ? maxTokens : undefined,  // blank: the server's default (what the context leaves)
     }, (chunk) => {
       for (const c of chunk.choices || []) {
         if (c.delta && c.delta.content) { reply += c.delta.content; bubble.textContent = reply; }
@@ -83,9 +93,15 @@ async function sendChat(ev) {
     }, chatAbort.signal);
     status("done");
   } catch (e) {
-    status(e.name === "AbortError" ? "stopped" : e.message, e.name !== "AbortError");
+    failed = e.name !== "AbortError";  // stopped: the partial reply stays in the conversation
+    status(failed ? e.message : "stopped", failed);
   } finally {
-    chatHistory.push({ role: "assistant", content: reply });
+    if (failed) {  // the turn did not happen: leave it out of the next request, show why in its bubble
+      chatHistory.pop();
+      bubble.classList.add("error"); bubble.textContent = reply || "(no reply)";
+    } else {
+      chatHistory.push({ role: "assistant", content: reply });
+    }
     bubble.classList.add("done");
     chatAbort = null;
     $("chat-stop").disabled = true; $("chat-send").disabled = false;
@@ -98,7 +114,7 @@ async function complete(ev) {
   status("generating…");
   try {
     await stream("/v1/completions", { model: model("complete"), prompt: $("complete-input").value,
-      max_tokens: 64, stream: true }, (chunk) => {
+      max_tokens: defaultMax(model("complete"), 64), stream: true }, (chunk) => {
       for (const c of chunk.choices || []) out.textContent += c.text || "";
     });
     status("done");
@@ -173,13 +189,16 @@ async function init() {
     const j = await resp.json();
     $("keybox").hidden = !j.auth;
     for (const m of j.models) {
+      contexts[m.id] = m.context || 0;
       if (!m.section) continue;
       $(m.section).hidden = false;
       const opt = document.createElement("option"); opt.value = m.id; opt.textContent = m.id;
       $(m.section + "-model").appendChild(opt);
     }
+    $("chat-max").value = defaultMax(model("chat"), 128);
     status(j.models.length + " model(s): " + j.models.map((m) => m.id + " (" + m.kind + ")").join(", "));
   } catch (e) { status("could not list models: " + e.message, true); }
+  $("chat-model").addEventListener("change", () => { $("chat-max").value = defaultMax(model("chat"), 128); });
   $("chat-form").addEventListener("submit", sendChat);
   $("chat-stop").addEventListener("click", () => chatAbort && chatAbort.abort());
   $("chat-reset").addEventListener("click", () => { chatHistory = []; $("chat-log").textContent = ""; });
