@@ -263,7 +263,8 @@ def generate(model: Path = typer.Option(..., "--model", help="a decoder director
 
 def _mount_subapps() -> None:
     from .data.cli import app as data_app
-    from .models.cli import export, import_
+    from .export.cli import export
+    from .models.cli import import_
 
     app.command("export")(export)
     app.command("import-hf")(import_)
@@ -280,6 +281,10 @@ def _mount_subapps() -> None:
     from .data.augment_cli import augment
 
     app.command("augment")(augment)
+    from .export.compress_cli import prune, quantize
+
+    app.command("quantize")(quantize)
+    app.command("prune")(prune)
     from .tokenizer.cli import app as tokenizer_app
 
     app.add_typer(data_app, name="data", help="Data pipeline: process, split, stats, crawl, leakage.\n\n"

@@ -32,9 +32,18 @@ class BertConfig(ModelConfig):
     dropout: float = 0.1
     pad_token_id: int = 0
     tie_embeddings: bool = True
+    # structured pruning (export/prune.py): per-layer head counts (heads keep their width) and MLP widths
+    head_dim: int | None = None  # None = d_model // n_head
+    layer_n_head: list[int] | None = None  # None = n_head in every layer
+    layer_mlp_hidden: list[int] | None = None  # None = hidden() in every layer
 
-    def hidden(self) -> int:
+    def hidden(self, layer: int | None = None) -> int:
+        if self.layer_mlp_hidden is not None and layer is not None:
+            return self.layer_mlp_hidden[layer]
         return mlp_hidden_size(self.d_model, "gelu", self.mlp_hidden)
+
+    def heads(self, layer: int) -> int:
+        return self.layer_n_head[layer] if self.layer_n_head is not None else self.n_head
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,11 +145,11 @@ def mask_tokens(ids: torch.Tensor, tok_info, prob: float = 0.15, whole_word: boo
 class Block(nn.Module):
     """Post-norm encoder layer: x = LN(x + attn(x)); x = LN(x + mlp(x))."""
 
-    def __init__(self, cfg: BertConfig):
+    def __init__(self, cfg: BertConfig, layer: int = 0):
         super().__init__()
-        self.attn = Attention(cfg.d_model, cfg.n_head, bias=True, dropout=cfg.dropout)
+        self.attn = Attention(cfg.d_model, cfg.heads(layer), bias=True, dropout=cfg.dropout, head_dim=cfg.head_dim)
         self.ln_1 = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
-        self.mlp = MLP(cfg.d_model, cfg.hidden(), "gelu_exact", bias=True, dropout=cfg.dropout)
+        self.mlp = MLP(cfg.d_model, cfg.hidden(layer), "gelu_exact", bias=True, dropout=cfg.dropout)
         self.ln_2 = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
         self.drop = nn.Dropout(cfg.dropout)
 
@@ -158,7 +167,7 @@ class BERT(nn.Module):
         self.wtt = nn.Embedding(cfg.type_vocab_size, cfg.d_model)
         self.ln_emb = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
+        self.blocks = nn.ModuleList([Block(cfg, i) for i in range(cfg.n_layer)])
         self.pooler = nn.Linear(cfg.d_model, cfg.d_model)  # tanh(W·h_[CLS]) for sentence-level heads
         # masked-LM head: dense → GELU → LayerNorm → decoder (tied to wte) + bias
         self.mlm_dense = nn.Linear(cfg.d_model, cfg.d_model)
@@ -182,8 +191,12 @@ class BERT(nn.Module):
     def padding_mask(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
         """(B, 1, 1, T) boolean mask (True = attend) from ``attention_mask`` (1 = real token).
 
-        None when there is no padding, so attention can use its fastest (mask-free) kernel."""
-        if attention_mask is None or bool(attention_mask.all()):
+        None when there is no padding, so attention can use its fastest (mask-free) kernel. That check
+        reads tensor values, so it runs only in eager mode: while tracing or exporting (TorchScript,
+        torch.export, ONNX) a given mask is always used, which gives the same numbers."""
+        if attention_mask is None:
+            return None
+        if not (torch.jit.is_tracing() or torch.compiler.is_compiling()) and bool(attention_mask.all()):
             return None
         return attention_mask.bool()[:, None, None, :]
 

@@ -36,18 +36,24 @@ class GPTConfig(ModelConfig):
     dropout: float = 0.0
     norm_eps: float = 1e-5
     rope_base: float = 10000.0
+    # structured pruning (export/prune.py): heads keep their width; each layer its own MLP width
+    head_dim: int | None = None  # None = d_model // n_head
+    layer_mlp_hidden: list[int] | None = None  # per-layer MLP width; None = hidden() in every layer
 
-    def hidden(self) -> int:
+    def hidden(self, layer: int | None = None) -> int:
+        if self.layer_mlp_hidden is not None and layer is not None:
+            return self.layer_mlp_hidden[layer]
         return mlp_hidden_size(self.d_model, self.mlp, self.mlp_hidden)
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: GPTConfig, rotary: Rotary | None):
+    def __init__(self, cfg: GPTConfig, rotary: Rotary | None, layer: int = 0):
         super().__init__()
         self.ln_1 = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps, cfg.bias)
-        self.attn = Attention(cfg.d_model, cfg.n_head, cfg.n_kv_head, cfg.bias, cfg.dropout, rotary)
+        self.attn = Attention(cfg.d_model, cfg.n_head, cfg.n_kv_head, cfg.bias, cfg.dropout, rotary,
+                              head_dim=cfg.head_dim)
         self.ln_2 = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps, cfg.bias)
-        self.mlp = MLP(cfg.d_model, cfg.hidden(), cfg.mlp, cfg.bias, cfg.dropout)
+        self.mlp = MLP(cfg.d_model, cfg.hidden(layer), cfg.mlp, cfg.bias, cfg.dropout)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
                 mask: torch.Tensor | None = None, positions: torch.Tensor | None = None) -> torch.Tensor:
@@ -61,9 +67,10 @@ class GPT(nn.Module):
         self.config = cfg
         self.wte = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.wpe = nn.Embedding(cfg.block_size, cfg.d_model) if cfg.positions == "learned" else None
-        rotary = Rotary(cfg.d_model // cfg.n_head, cfg.block_size, cfg.rope_base) if cfg.positions == "rope" else None
+        rotary = (Rotary(cfg.head_dim or cfg.d_model // cfg.n_head, cfg.block_size, cfg.rope_base)
+                  if cfg.positions == "rope" else None)
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList([Block(cfg, rotary) for _ in range(cfg.n_layer)])
+        self.blocks = nn.ModuleList([Block(cfg, rotary, i) for i in range(cfg.n_layer)])
         self.ln_f = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps, cfg.bias)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.apply(init_weights)

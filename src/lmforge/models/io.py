@@ -129,6 +129,10 @@ def load_model(directory: str | Path, device: str = "cpu") -> nn.Module:
 
         return load_adapted(directory, device)
     d = read_config_dict(directory)
+    if "quantization" in d:  # int8 weights + scales (export/quantize.py): rebuilt with int8 modules
+        from .int8 import load_int8
+
+        return load_int8(directory, d, device)
     try:
         model = model_from_dict(d)
     except (TypeError, KeyError) as e:

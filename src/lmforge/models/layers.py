@@ -23,6 +23,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.onnx.is_in_onnx_export():  # the TorchScript-based ONNX exporter has no aten::rms_norm
+            return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
         return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
 
 
@@ -174,16 +176,20 @@ class Attention(nn.Module):
     """
 
     def __init__(self, d_model: int, n_head: int, n_kv_head: int | None = None, bias: bool = True,
-                 dropout: float = 0.0, rotary: Rotary | None = None, cross: bool = False):
+                 dropout: float = 0.0, rotary: Rotary | None = None, cross: bool = False,
+                 head_dim: int | None = None):
+        """``head_dim``: set when heads were pruned (export/prune.py): fewer heads of the original width,
+        so q/kv/o projections have n_head·head_dim rows/columns instead of d_model."""
         super().__init__()
         n_kv_head = n_kv_head or n_head
-        if d_model % n_head or n_head % n_kv_head:
+        if (head_dim is None and d_model % n_head) or n_head % n_kv_head:
             raise ValueError(f"d_model={d_model} must divide by n_head={n_head}, and n_head by n_kv_head={n_kv_head}")
-        self.n_head, self.n_kv_head, self.head_dim = n_head, n_kv_head, d_model // n_head
+        self.n_head, self.n_kv_head, self.head_dim = n_head, n_kv_head, head_dim or d_model // n_head
         self.cross = cross
-        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
+        inner = n_head * self.head_dim  # = d_model unless heads were pruned
+        self.q_proj = nn.Linear(d_model, inner, bias=bias)
         self.kv_proj = nn.Linear(d_model, 2 * n_kv_head * self.head_dim, bias=bias)
-        self.o_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.o_proj = nn.Linear(inner, d_model, bias=bias)
         self.dropout = dropout
         self.rotary = rotary
         self.prefix: nn.Module | None = None  # learned keys/values every query also sees (prefix tuning, models/peft.py)
@@ -227,9 +233,12 @@ class Attention(nn.Module):
             S = k.shape[-2]
             mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=S - T)
             is_causal = False
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal and T > 1,
+        # here S == T whenever is_causal is still set, so at T == 1 a causal mask equals none: ``T > 1``
+        # only picks the mask-free kernel in eager mode (traced or exported, T is symbolic and cannot pick)
+        is_causal = is_causal and (torch.jit.is_tracing() or torch.compiler.is_compiling() or T > 1)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
                                            dropout_p=self.dropout if self.training else 0.0)
-        return self.o_proj(y.transpose(1, 2).reshape(B, T, C))
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim))
 
 
 def prepend_prompt(prompt: nn.Module | None, x: torch.Tensor,

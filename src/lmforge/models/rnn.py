@@ -294,8 +294,8 @@ class RNNModel(nn.Module):
             if attention_mask.shape[0] != B or attention_mask.shape[1] < T:
                 raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected ({B}, >= {T})")
             mask = attention_mask[:, -T:].bool()
-            if bool(mask.all()):
-                mask = None  # nothing padded: the plain (faster) path
+            if not (torch.jit.is_tracing() or torch.compiler.is_compiling()) and bool(mask.all()):
+                mask = None  # eager and nothing padded: the plain (faster) path; traced graphs keep the mask
         if cache is not None and self.config.bidirectional:
             raise ConfigError("a bidirectional RNN cannot read a stream step by step",
                               "generate from a model trained with bidirectional: false")

@@ -155,6 +155,8 @@ class Seq2Seq(nn.Module):
         if attention_mask is not None:
             return attention_mask.bool()[:, None, None, :]
         keep = src != self.config.pad_token_id
+        if torch.jit.is_tracing() or torch.compiler.is_compiling():
+            return keep[:, None, None, :]  # no value-dependent branch in a traced graph
         return None if bool(keep.all()) else keep[:, None, None, :]
 
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -27,7 +27,7 @@ def serve(
     request_timeout: float = typer.Option(60.0, min=0, help="Seconds a request may take (408 after; 0 = no limit)."),
     drain_timeout: float = typer.Option(30.0, min=0, help="Seconds to finish requests in flight on shutdown."),
     ray: bool = typer.Option(False, "--ray", help="Run as a Ray Serve deployment (replicas behind Ray's HTTP proxy; "
-                                                  "needs lmforge[ray])."),
+                                                  "needs lmforge\\[ray])."),
     replicas: Optional[int] = typer.Option(None, help="--ray: a fixed number of replicas (default 1)."),
     min_replicas: Optional[int] = typer.Option(None, help="--ray: autoscaling lower bound."),
     max_replicas: Optional[int] = typer.Option(None, help="--ray: autoscaling upper bound."),
@@ -39,6 +39,9 @@ def serve(
 ) -> None:
     """Serve models over HTTP: OpenAI-compatible /v1/completions, /v1/chat/completions, /v1/embeddings,
     task endpoints (/v1/classify, /v1/ner, /v1/translate, /v1/summarize, /v1/qa), /metrics and a playground at /.
+
+    MODEL_DIR may also be an `lmforge export --to onnx` directory (an encoder, classification, NER or QA model):
+    it runs on onnxruntime, with the same endpoints and results.
 
     Example: lmforge serve tiny=runs/quick/pretrain/model sst2=runs/sst2/finetune/pretrained/model --port 8000
     """
