@@ -7,7 +7,8 @@ import torch
 
 from lmforge.errors import ConfigError, InputError
 from lmforge.models.bert import BERT, BertConfig
-from lmforge.models.cli import export, import_
+from lmforge.export.cli import export
+from lmforge.models.cli import import_
 from lmforge.models.generate import SamplingConfig, generate
 from lmforge.models.gpt import GPT, GPTConfig
 from lmforge.models.hf import export_hf, import_hf
@@ -118,7 +119,7 @@ def test_cli_functions_and_layout_errors(tmp_path, capsys):
     (tmp_path / "tok").mkdir()
     (tmp_path / "tok" / "tokenizer.json").write_text("{}")
     save_model(model, tmp_path / "ours", extra_files=[tmp_path / "tok" / "tokenizer.json"])
-    export(tmp_path / "ours", to="hf", output=tmp_path / "hf", layout=None)
+    export(tmp_path / "ours", to="hf", output=tmp_path / "hf", verify=True, opset=None, with_cache=False, layout=None)
     assert json.loads((tmp_path / "hf" / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
     assert (tmp_path / "hf" / "tokenizer.json").exists() and (tmp_path / "hf" / "tokenizer_config.json").exists()
     import_(tmp_path / "hf", output=tmp_path / "back")
@@ -130,7 +131,8 @@ def test_cli_functions_and_layout_errors(tmp_path, capsys):
     with pytest.raises(ConfigError, match="cannot be exported"):
         export_hf(tmp_path / "ours", tmp_path / "x", layout="bert")
     with pytest.raises(ConfigError, match="unknown export format"):
-        export(tmp_path / "ours", to="onnx", output=tmp_path / "x", layout=None)
+        export(tmp_path / "ours", to="tflite", output=tmp_path / "x", verify=True, opset=None, with_cache=False,
+               layout=None)
     (tmp_path / "pickled").mkdir()
     (tmp_path / "pickled" / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
     (tmp_path / "pickled" / "pytorch_model.bin").write_bytes(b"not loaded")

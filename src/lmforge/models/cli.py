@@ -1,35 +1,15 @@
-"""``lmforge export`` and ``lmforge import-hf``: plain functions with Typer annotations.
+"""``lmforge import-hf``: a plain function with Typer annotations (``lmforge export`` is in export/cli.py).
 
-The main CLI mounts them (``app.command("export")(export)``, ``app.command("import-hf")(import_)``);
-they only parse arguments and call ``hf.export_hf`` / ``hf.import_hf``.
+The main CLI mounts it (``app.command("import-hf")(import_)``); it only parses arguments and calls
+``hf.import_hf``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from ..errors import ConfigError
-
-
-def export(model_dir: Path = typer.Argument(..., help="lmforge model directory (model.safetensors + config.json)"),
-           to: str = typer.Option("hf", "--to", help="export format; 'hf' = a Hugging Face transformers directory"),
-           output: Path = typer.Option(..., "--output", "-o", help="directory to write (replaced atomically)"),
-           layout: Optional[str] = typer.Option(None, "--layout",
-                                                help="gpt2, llama or bert (default: picked from the model)")) -> None:
-    """Export a trained model to another framework's format.
-
-    Example: lmforge export --to hf runs/quickstart/pretrain/model --output exported/gpt2-small
-    then, in Python: transformers.AutoModelForCausalLM.from_pretrained("exported/gpt2-small")
-    """
-    from .hf import export_hf
-
-    if to != "hf":
-        raise ConfigError(f"unknown export format '{to}'", "use --to hf")
-    out = export_hf(model_dir, output, layout)
-    typer.echo(f"wrote {out}")
 
 
 def import_(hf_dir: Path = typer.Argument(..., help="Hugging Face model directory (config.json + model.safetensors)"),
