@@ -340,10 +340,17 @@ def body_limits(model: nn.Module) -> tuple[int, int]:
 
 
 def write_manifest(out: Path, fmt: str, files: dict[str, str], graphs: list[Graph], cfg: dict,
-                   task: dict | None, extra: dict) -> None:
-    """``export.json``: enough to run the graphs without lmforge's model code."""
+                   task: dict | None, extra: dict, model: nn.Module | None = None) -> None:
+    """``export.json``: enough to run the graphs without lmforge's model code: the model's config
+    (sizes, block_size), labels, each graph's inputs/outputs, and a CRF's transition scores (its
+    Viterbi decode runs after the graph, so a runtime needs them)."""
     labels = cfg.get("labels")
-    manifest = {"format": fmt, "files": files, "model_type": cfg.get("model_type"),
+    crf = getattr(model, "crf", None) if model is not None else None
+    if crf is not None:
+        extra = {**extra, "crf": {"transitions": crf.transitions.detach().tolist(), "start": crf.start.detach().tolist(),
+                                  "end": crf.end.detach().tolist(),
+                                  "layout": "transitions[from][to]; score = start[y0] + sum emissions + transitions + end[yT]"}}
+    manifest = {"format": fmt, "files": files, "model_type": cfg.get("model_type"), "config": cfg,
                 "task": (task or {}).get("config", {}).get("kind"), "labels": labels,
                 "multi_label": bool((task or {}).get("config", {}).get("multi_label", False)),
                 "graphs": {g.name: g.describe() for g in graphs}, "torch": torch.__version__,

@@ -68,5 +68,5 @@ def export_onnx(model_dir: str | Path, output: str | Path, options: dict | None 
             files[g.name] = path.name
         copy_tokenizer(Path(model_dir), tmp)
         write_manifest(tmp, "onnx", files, graphs, cfg, task,
-                       {"opset": _opset(path), "exporter": exporter, **cache_info(model, with_cache)})
+                       {"opset": _opset(path), "exporter": exporter, **cache_info(model, with_cache)}, model=model)
     return Path(output)

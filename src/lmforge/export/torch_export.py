@@ -50,5 +50,5 @@ def export_program(model_dir: str | Path, output: str | Path, options: dict | No
             torch.export.save(prog, str(tmp / f"{g.name}.pt2"))
             files[g.name] = f"{g.name}.pt2"
         copy_tokenizer(Path(model_dir), tmp)
-        write_manifest(tmp, "torch-export", files, graphs, cfg, task, {})
+        write_manifest(tmp, "torch-export", files, graphs, cfg, task, {}, model=model)
     return Path(output)

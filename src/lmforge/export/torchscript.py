@@ -34,5 +34,5 @@ def export_torchscript(model_dir: str | Path, output: str | Path, options: dict 
             traced.save(str(tmp / f"{g.name}.pt"))
             files[g.name] = f"{g.name}.pt"
         copy_tokenizer(Path(model_dir), tmp)
-        write_manifest(tmp, "torchscript", files, graphs, cfg, task, cache_info(model, with_cache))
+        write_manifest(tmp, "torchscript", files, graphs, cfg, task, cache_info(model, with_cache), model=model)
     return Path(output)

@@ -11,6 +11,8 @@ What each directory becomes (``ServedModel.kind``), from what it holds:
 - a plain GPT or (unidirectional) RNN language model: ``decoder``, with a ``GenerationEngine``.
 - a plain BERT-family encoder (an ``lmforge import-hf`` MiniLM too): ``encoder`` for
   ``/v1/embeddings``: mean pooling over the attention mask, L2-normalised (sentence-transformers).
+- ``export.json`` (an ``lmforge export --to onnx`` directory): the same kind as the PyTorch model it
+  was exported from, run by onnxruntime (``serve/onnx_backend.py``: encoder task models and encoders).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError, LmforgeError
+from . import onnx_backend
 from .batcher import DynamicBatcher
 from .engine import GenerationEngine
 from .metrics import Metrics
@@ -66,9 +69,10 @@ def load_models(specs: list[str]) -> dict[str, ServedModel]:
         if not path.is_dir():
             raise InputError(f"model spec '{spec}': {path} is not a directory",
                              "give [NAME=]MODEL_DIR, a directory written by lmforge (e.g. runs/NAME/pretrain/model)")
-        if not any((path / f).exists() for f in ("config.json", "adapter_config.json")):
+        if not any((path / f).exists() for f in ("config.json", "adapter_config.json", "export.json")):
             raise InputError(f"model spec '{spec}': {path} is not a model directory (no config.json)",
-                             "point at a pretrain/finetune output or an `lmforge import-hf` directory")
+                             "point at a pretrain/finetune output, an `lmforge import-hf` directory or an "
+                             "`lmforge export --to onnx` directory")
         try:
             out[name] = load_served(name, path)
         except LmforgeError as err:
@@ -95,6 +99,8 @@ def load_served(name: str, path: Path) -> ServedModel:
     from ..models.io import load_model
     from ..tokenizer import Tok
 
+    if onnx_backend.is_export_dir(path):
+        return onnx_backend.load_onnx_served(name, path)
     now = int(time.time())
     if (path / "task.json").exists():
         from ..tasks.stage import load_task_model
