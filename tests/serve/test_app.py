@@ -362,18 +362,24 @@ def test_too_many_in_flight_or_queued_is_429_with_retry_after(served):
         b = await c.post("/v1/classify", json=then)
         return await a, b
 
-    app = serve(served, max_concurrent=1, batch_wait_ms=400)
+    def waiting(app):  # the batcher holds its first input for the whole window (as if more were coming)
+        for m in app.state.models.values():
+            if m.batcher is not None:
+                m.batcher.incoming = lambda: 1_000_000
+        return app
+
+    app = waiting(serve(served, max_concurrent=1, batch_wait_ms=400))
     a, b = run(app, lambda c: second_while_first_waits(c, {"model": "clf", "input": "a"}, {"model": "clf", "input": "b"}))
     assert a.status_code == 200 and b.status_code == 429 and b.headers["retry-after"] == "1"
     assert b.json()["error"]["type"] == "rate_limit_error"
-    app = serve(served, max_queue=2, batch_wait_ms=400)
+    app = waiting(serve(served, max_queue=2, batch_wait_ms=400))
     a, b = run(app, lambda c: second_while_first_waits(c, {"model": "clf", "input": ["a", "b"]},
                                                        {"model": "clf", "input": "c"}))
     assert a.status_code == 200 and b.status_code == 429 and b.json()["error"]["code"] == "queue_full"
     assert "retry-after" in b.headers
     r = post(serve(served, max_queue=2), "/v1/classify", {"model": "clf", "input": ["a", "b", "c"]})
     assert r.status_code == 400 and "at most 2" in r.json()["error"]["message"]
-    r = post(serve(served, request_timeout=0.05, batch_wait_ms=400), "/v1/classify", {"model": "clf", "input": "a"})
+    r = post(waiting(serve(served, request_timeout=0.05, batch_wait_ms=400)), "/v1/classify", {"model": "clf", "input": "a"})
     assert r.status_code == 408 and r.json()["error"]["code"] == "request_timeout"
 
 

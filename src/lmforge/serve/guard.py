@@ -70,6 +70,7 @@ class Guard:
                         type="rate_limit_error", code="too_many_requests", headers={"Retry-After": "1"}))
                 self.in_flight += 1
                 metrics.in_flight.inc()
+                metrics.requests_in_flight = self.in_flight
                 counted = True
             if scope["method"] in ("POST", "PUT", "PATCH"):
                 try:
@@ -91,6 +92,7 @@ class Guard:
             if counted:
                 self.in_flight -= 1
                 metrics.in_flight.dec()
+                metrics.requests_in_flight = self.in_flight
             metrics.observe_request(self._route(scope), scope["method"], state["status"], time.monotonic() - t0)
 
     @staticmethod

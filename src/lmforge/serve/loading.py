@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from ..errors import InputError, LmforgeError
 from . import onnx_backend
-from .batcher import DynamicBatcher
+from .batcher import DynamicBatcher, by_length
 from .engine import GenerationEngine
 from .metrics import Metrics
 from .registry import ServedModel
@@ -170,8 +170,12 @@ def attach(m: ServedModel, settings: Settings, metrics: Metrics) -> ServedModel:
                                   metrics=metrics, name=m.name)
         metrics.watch_active(m.name, lambda: engine.active)
         return dataclasses.replace(m, engine=engine, context=engine.context)
-    fn = embed_batch(m.model, m.tok.pad_id or 0) if m.kind == "encoder" else predict_batch(m.task, m.model, m.tok)
+    if m.kind == "encoder":
+        fn = by_length(embed_batch(m.model, m.tok.pad_id or 0), len)
+    else:
+        fn = by_length(predict_batch(m.task, m.model, m.tok), m.task.length)
     batcher = DynamicBatcher(fn, max_batch=settings.max_batch, wait_ms=settings.batch_wait_ms,
+                             incoming=lambda: metrics.requests_in_flight,
                              max_queue=settings.max_queue, metrics=metrics, name=m.name)
     metrics.watch_active(m.name, lambda: batcher.active)
     return dataclasses.replace(m, batcher=batcher)
