@@ -3,39 +3,19 @@ label two examples by keyboard, one span by mouse, undo and skip by keyboard, th
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import pytest
 
 selenium = pytest.importorskip("selenium", reason="selenium is not installed (pip install selenium)")
 
-from selenium.webdriver import ActionChains, Chrome, ChromeOptions  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from lmforge.label.project import Project  # noqa: E402
 
 from .label_server import live_server  # noqa: E402
-
-BROWSER = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
-DRIVER = shutil.which("chromedriver")
-
-
-@pytest.fixture(scope="module")
-def driver():
-    if not BROWSER or not DRIVER:
-        pytest.skip("no headless browser: install Debian's chromium and chromium-driver "
-                    "(apt-get install -y chromium chromium-driver)")
-    opts = ChromeOptions()
-    opts.binary_location = BROWSER
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1200,900"):
-        opts.add_argument(arg)
-    d = Chrome(service=Service(executable_path=DRIVER), options=opts)  # no Selenium Manager download
-    d.set_page_load_timeout(30)
-    yield d
-    d.quit()
 
 
 def _wait(d, cond, what, timeout=15):

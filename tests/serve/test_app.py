@@ -7,7 +7,6 @@ import asyncio
 import base64
 import contextlib
 import json
-import re
 
 import httpx
 import numpy as np
@@ -22,6 +21,7 @@ from lmforge.serve.errors import APIError
 from lmforge.tasks.predict import predict_texts
 
 from .conftest import TEXT, tiny_gpt
+from .live import metric
 
 NER_BIO = "我\tO\n在\tO\n北\tB-LOC\n京\tI-LOC\n\n王\tB-PER\n小\tI-PER\n明\tI-PER\n去\tO\n上\tB-LOC\n海\tI-LOC\n"
 QA_WORDS = "what is the key ? the key is blue . a red cat sat on a mat and the dog ran".split()
@@ -116,14 +116,6 @@ def post(app, path, payload, **kw):
     return run(app, lambda c: c.post(path, json=payload, **kw))
 
 
-def metric(text: str, name: str, **labels) -> float:
-    """A sample's value from the Prometheus text format (0.0 when absent)."""
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            got = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0])) if "{" in line else {}
-            if all(got.get(k) == str(v) for k, v in labels.items()):
-                return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 # -- loading --------------------------------------------------------------------------------

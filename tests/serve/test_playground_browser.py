@@ -7,22 +7,16 @@ rendered results equal to ``/v1/classify``'s."""
 
 from __future__ import annotations
 
-import shutil
-
 import httpx
 import pytest
 
 selenium = pytest.importorskip("selenium", reason="selenium is not installed (pip install selenium)")
 
-from selenium.webdriver import Chrome, ChromeOptions  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 from .live import live_server, save_classifier  # noqa: E402
 
-BROWSER = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
-DRIVER = shutil.which("chromedriver")
 LABELS = ("neg", "pos")
 
 # every text the chat bubble takes, in order (a MutationObserver sees each assignment, even when several
@@ -36,21 +30,6 @@ new MutationObserver((records) => {
   }
 }).observe(document.getElementById("chat-log"), {childList: true, subtree: true});
 """
-
-
-@pytest.fixture(scope="module")
-def driver():
-    if not BROWSER or not DRIVER:
-        pytest.skip("no headless browser: install Debian's chromium and chromium-driver "
-                    "(apt-get install -y chromium chromium-driver)")
-    opts = ChromeOptions()
-    opts.binary_location = BROWSER
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1200,900"):
-        opts.add_argument(arg)
-    d = Chrome(service=Service(executable_path=DRIVER), options=opts)  # no Selenium Manager download
-    d.set_page_load_timeout(30)
-    yield d
-    d.quit()
 
 
 @pytest.fixture(scope="module")
