@@ -76,4 +76,6 @@ def test_export_import_round_trip_through_cli(tmp_path):
     back = load_model(tmp_path / "back")
     x = torch.randint(0, 64, (2, 10))
     assert torch.allclose(model(x)[0], back(x)[0], atol=1e-5)
-    assert main(["export", "--to", "onnx", str(tmp_path / "ours"), "--output", str(tmp_path / "x")]) == 2
+    assert main(["export", "--to", "onnx", str(tmp_path / "ours"), "--output", str(tmp_path / "x")]) == 0
+    assert (tmp_path / "x" / "model.onnx").exists()
+    assert main(["export", "--to", "tflite", str(tmp_path / "ours"), "--output", str(tmp_path / "y")]) == 2
