@@ -119,7 +119,7 @@ def load_served(name: str, path: Path) -> ServedModel:
     if isinstance(model, GPT) or (getattr(model, "recurrent", False) and getattr(model, "lm_head", None) is not None):
         context = 0 if getattr(model, "recurrent", False) else model.config.block_size
         return ServedModel(name, path, "decoder", model, tok, context=context,
-                           chat_template=getattr(tok, "_chat_template", None), created=now, info={"model_type": mtype})
+                           chat_template=tok.own_chat_template, created=now, info={"model_type": mtype})
     if mtype == "bert":
         return ServedModel(name, path, "encoder", model, tok, context=model.config.block_size, created=now,
                            info={"model_type": mtype})

@@ -234,6 +234,11 @@ class Tok:
     def chat_template(self, template: ChatTemplate | None) -> None:
         self._chat_template = template
 
+    @property
+    def own_chat_template(self) -> ChatTemplate | None:
+        """The template set or loaded, without the default: whether a plain decoder can chat."""
+        return self._chat_template
+
     def render_chat(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = False,
                     max_length: int | None = None) -> ChatRender:
         """``ids, loss_mask = tok.render_chat(messages)``: loss_mask is 1 on assistant contents and their
