@@ -274,8 +274,10 @@ def main() -> int:
     report["environment"] = env
     lines = ["# Classification serving: dynamic batching vs unbatched vs transformers + FastAPI", "",
              f"Command: `{cmd}`", "", f"Environment: {json.dumps(env)}", "",
-             "Model: all-MiniLM-L6-v2 (22.7M parameters) + a linear head, fine-tuned on SST-2 here; inputs: one SST-2 "
-             "dev sentence per request (max_len 64). Closed-loop asyncio httpx clients on the same 2 cores as the server.",
+             "Model: all-MiniLM-L6-v2 (22.7M parameters) + a linear head, fine-tuned on SST-2 "
+             + (f"(the --model directory {args.model}; benchmarks/compression.py writes runs/bench-compression's: 6,000 "
+                "SST-2 rows, 179 steps)" if args.model else "here (4,000 rows)")
+             + "; inputs: one SST-2 dev sentence per request (max_len 64). Closed-loop asyncio httpx clients on the same 2 cores as the server.",
              f"Dev accuracy (first 200 sentences): {report['dev_accuracy_first_200']}; label agreement with lmforge: "
              + ", ".join(f"{k} {v}" for k, v in report["agreement"].items()) + ".", "",
              "| server | clients | requests/s | p50 ms | p95 ms | p99 ms |", "|---|---|---|---|---|---|"]
