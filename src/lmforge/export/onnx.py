@@ -22,6 +22,18 @@ from .graphs import (body_limits, cache_info, copy_tokenizer, graphs_for, load_f
 DEFAULT_OPSET = 17
 
 
+def ort_session(path: str | Path, threads: int):
+    """An onnxruntime CPU session (verification, serving): ``threads`` intra-op threads, errors-only log."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ConfigError("running an ONNX export needs onnxruntime", "pip install onnxruntime") from None
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
 def _export(g, args, path: Path, axes: dict, opset: int, dynamo: bool) -> str:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")

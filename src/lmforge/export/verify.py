@@ -22,11 +22,9 @@ TOLERANCE = 1e-4
 def _runner(export_dir: Path, fmt: str, file: str, inputs: list[str]) -> Callable:
     path = str(export_dir / file)
     if fmt == "onnx":
-        import onnxruntime as ort
+        from .onnx import ort_session
 
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = 1
-        sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        sess = ort_session(path, threads=1)
         names = [i.name for i in sess.get_inputs()]
         return lambda feeds: [torch.from_numpy(np.asarray(o)) for o in
                               sess.run(None, {n: feeds[n].numpy() for n in names})]

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import LmforgeError
-from .errors import APIError
+from .errors import APIError, validation_error
 from .guard import Guard, error_response
 from .loading import TASK_KINDS, attach, embed_batch, load_models, load_served, predict_batch
 from .metrics import Metrics
@@ -214,6 +213,15 @@ def retrieve_model(model_id: str, request: Request) -> dict:
     return _model_card(get_model(_models(request), model_id))
 
 
+def _inputs(items: list, what: str) -> list:
+    """A request's inputs: 400 when there are none or more than ``MAX_INPUTS``."""
+    if not items:
+        raise APIError(400, f"'input' is empty; give {what}", param="input")
+    if len(items) > MAX_INPUTS:
+        raise APIError(400, f"'input' has {len(items)} items; at most {MAX_INPUTS} per request", param="input")
+    return items
+
+
 def _embedding_inputs(m: ServedModel, body: EmbeddingRequest) -> list[list[int]]:
     x = body.input
     if isinstance(x, str):
@@ -222,10 +230,7 @@ def _embedding_inputs(m: ServedModel, body: EmbeddingRequest) -> list[list[int]]
         items = [list(x)]
     else:
         items = list(x)
-    if not items:
-        raise APIError(400, "'input' is empty; give a string, a list of strings or token ids", param="input")
-    if len(items) > MAX_INPUTS:
-        raise APIError(400, f"'input' has {len(items)} items; at most {MAX_INPUTS} per request", param="input")
+    _inputs(items, "a string, a list of strings or token ids")
     V, limit, out = m.model.config.vocab_size, m.context, []
     for i, item in enumerate(items):
         if isinstance(item, str):
@@ -267,11 +272,7 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> dict:
 async def _task_request(request: Request, body: TaskRequest, kind: str) -> dict:
     """Any task endpoint: the task's ``example`` + ``encode`` here, ``collate`` + ``predict`` batched."""
     m = get_model(_models(request), body.model, kinds=(kind,))
-    values = body.input if isinstance(body.input, list) else [body.input]
-    if not values:
-        raise APIError(400, "'input' is empty; give one input or a list of them", param="input")
-    if len(values) > MAX_INPUTS:
-        raise APIError(400, f"'input' has {len(values)} items; at most {MAX_INPUTS} per request", param="input")
+    values = _inputs(body.input if isinstance(body.input, list) else [body.input], "one input or a list of them")
     if kind == "qa":
         bad = next((i for i, v in enumerate(values) if not isinstance(v, dict)), None)
         if bad is not None:
@@ -289,74 +290,25 @@ async def _task_request(request: Request, body: TaskRequest, kind: str) -> dict:
     return {"model": body.model, "results": results}
 
 
-@router.post("/v1/classify", response_model=None, responses=_TASK_RESPONSES["classify"])
-async def classify(body: TaskRequest, request: Request) -> dict:
-    return await _task_request(request, body, "classification")
+# path -> (the task kind it serves, its documented responses); one handler serves them all
+TASK_ROUTES = {"/v1/classify": ("classification", "classify"), "/v1/ner": ("ner", "ner"),
+               "/v1/translate": ("translation", "text"), "/v1/summarize": ("summarization", "text"),
+               "/v1/qa": ("qa", "qa")}
 
 
-@router.post("/v1/ner", response_model=None, responses=_TASK_RESPONSES["ner"])
-async def ner(body: TaskRequest, request: Request) -> dict:
-    return await _task_request(request, body, "ner")
+def _task_route(kind: str):
+    async def endpoint(body: TaskRequest, request: Request) -> dict:
+        return await _task_request(request, body, kind)
+
+    return endpoint
 
 
-@router.post("/v1/translate", response_model=None, responses=_TASK_RESPONSES["text"])
-async def translate(body: TaskRequest, request: Request) -> dict:
-    return await _task_request(request, body, "translation")
-
-
-@router.post("/v1/summarize", response_model=None, responses=_TASK_RESPONSES["text"])
-async def summarize(body: TaskRequest, request: Request) -> dict:
-    return await _task_request(request, body, "summarization")
-
-
-@router.post("/v1/qa", response_model=None, responses=_TASK_RESPONSES["qa"])
-async def qa(body: TaskRequest, request: Request) -> dict:
-    return await _task_request(request, body, "qa")
+for _path, (_kind, _responses) in TASK_ROUTES.items():
+    router.add_api_route(_path, _task_route(_kind), methods=["POST"], response_model=None,
+                         responses=_TASK_RESPONSES[_responses], name=_path.rsplit("/", 1)[1])
 
 
 # -- error handlers -------------------------------------------------------------------------
-
-
-# pydantic's names for the members of a union, as a client would say them
-_SHAPES = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false", "none": "null",
-           "dict[str,any]": "an object", "list[str]": "a list of strings", "list[int]": "a list of token ids",
-           "list[list[int]]": "a list of token-id lists", "list[union[str,dict[str,any]]]": "a list of strings or objects"}
-
-
-def _is_tag(part) -> bool:
-    return isinstance(part, str) and ("[" in part or part in _SHAPES)
-
-
-def _where(loc: tuple) -> tuple[str, str | None]:
-    """``('body', 'messages', 0, 'role')`` -> ``messages[0].role``; and the union member tried, if any."""
-    out = ""
-    for part in loc[1:]:
-        if _is_tag(part):
-            return out, part
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out, None
-
-
-def validation_error(e: RequestValidationError) -> APIError:
-    """FastAPI's validation errors as OpenAI's 400: the field, what is wrong, what was sent."""
-    errors = e.errors()
-    err = errors[0]
-    if err["type"] == "json_invalid":
-        at = f" at character {err['loc'][-1]}" if isinstance(err["loc"][-1], int) else ""
-        return APIError(400, f"the request body is not valid JSON ({err.get('ctx', {}).get('error', err['msg'])}{at})")
-    where, tag = _where(tuple(err["loc"]))
-    if not where:
-        if err["type"] == "missing":
-            return APIError(400, "the request has no body; send a JSON object")
-        return APIError(400, f"the request body must be a JSON object: {err['msg']}")
-    got = err.get("input")
-    msg = err["msg"]
-    if tag is not None:  # a union: say every shape it takes, not why the first one failed
-        tags = list(dict.fromkeys(t for x in errors if (w := _where(tuple(x["loc"])))[0] == where and (t := w[1])))
-        msg = "expected " + " or ".join(_SHAPES.get(t, t) for t in tags)
-        got = next((x["input"] for x in errors if _where(tuple(x["loc"])) == (where, tags[0])), got)
-    shown = "" if err["type"] == "missing" else f" (got {json.dumps(got, ensure_ascii=False)[:60]})"
-    return APIError(400, f"'{where}': {msg}{shown}", param=where)
 
 
 def _install_handlers(app: FastAPI) -> None:

@@ -40,7 +40,6 @@ class Guard:
 
     def __init__(self, app, owner: FastAPI):
         self.app, self.owner = app, owner
-        self.in_flight = 0
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -64,13 +63,12 @@ class Guard:
             if api and settings.api_key and not self._authorized(scope, settings.api_key):
                 return await respond(_auth_error(scope))
             if api:
-                if self.in_flight >= settings.max_concurrent:
+                if metrics.requests_in_flight >= settings.max_concurrent:
                     return await respond(APIError(
-                        429, f"the server has {self.in_flight} requests in flight (its limit); retry shortly",
+                        429, f"the server has {metrics.requests_in_flight} requests in flight (its limit); "
+                        "retry shortly",
                         type="rate_limit_error", code="too_many_requests", headers={"Retry-After": "1"}))
-                self.in_flight += 1
-                metrics.in_flight.inc()
-                metrics.requests_in_flight = self.in_flight
+                metrics.enter()
                 counted = True
             if scope["method"] in ("POST", "PUT", "PATCH"):
                 try:
@@ -90,9 +88,7 @@ class Guard:
                                            type="server_error"))
         finally:
             if counted:
-                self.in_flight -= 1
-                metrics.in_flight.dec()
-                metrics.requests_in_flight = self.in_flight
+                metrics.leave()
             metrics.observe_request(self._route(scope), scope["method"], state["status"], time.monotonic() - t0)
 
     @staticmethod

@@ -58,15 +58,12 @@ class OnnxModel:
     training = False
 
     def __init__(self, path: Path, model_type: str, outputs: list[str], config: dict | None = None):
+        from ..export.onnx import ort_session
+
         try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ConfigError("serving an ONNX export needs onnxruntime", "pip install onnxruntime") from None
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = torch.get_num_threads()
-        so.log_severity_level = 3  # errors only
-        try:
-            self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+            self.session = ort_session(path, threads=torch.get_num_threads())
+        except ConfigError:
+            raise
         except Exception as err:  # onnxruntime raises its own exception types for unreadable graphs
             raise InputError(f"onnxruntime cannot load {path}: {str(err).splitlines()[0]}",
                              "re-export the model (lmforge export MODEL_DIR --to onnx)") from None
